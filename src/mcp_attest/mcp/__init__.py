@@ -1,0 +1,32 @@
+"""MCP integration (extra ``mcp-attest[mcp]``): server guard and attesting client.
+
+The core package never imports this one; everything here depends on the
+``mcp`` SDK (and, for :mod:`mcp_attest.mcp.fastmcp`, on FastMCP).
+"""
+
+from mcp_attest.mcp._guard import AttestationGuard, ToolCall, VerdictHook, current_verdict
+from mcp_attest.mcp.client import (
+    AttestationError,
+    AttestationRejectedError,
+    AttestationUnavailableError,
+    AttestingClient,
+    HeaderFromMeta,
+    attesting_http_transport,
+    parse_rejection,
+    server_capability,
+)
+
+__all__ = [
+    "AttestationError",
+    "AttestationGuard",
+    "AttestationRejectedError",
+    "AttestationUnavailableError",
+    "AttestingClient",
+    "HeaderFromMeta",
+    "ToolCall",
+    "VerdictHook",
+    "attesting_http_transport",
+    "current_verdict",
+    "parse_rejection",
+    "server_capability",
+]
