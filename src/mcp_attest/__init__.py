@@ -1,0 +1,82 @@
+"""mcp-attest: SEP-2787 tool-call attestation for MCP.
+
+The public API is what ``__all__`` lists; every other name is internal and
+may change without notice.
+"""
+
+from mcp_attest.algorithms import ALGORITHMS, ES256Key, HS256Key, Key, RS256Key
+from mcp_attest.canonical import (
+    CanonicalizationError,
+    canonicalize,
+    canonicalize_arguments,
+    parse_arguments,
+)
+from mcp_attest.envelope import (
+    ArgsRef,
+    Envelope,
+    IssuerAsserted,
+    MalformedEnvelope,
+    PlannerDeclared,
+    ToolCall,
+)
+from mcp_attest.fingerprint import server_fingerprint, tls_key_fingerprint
+from mcp_attest.issuer import Issuer, PlannedCall
+from mcp_attest.keys import Keyring, KeyringError, generate_key
+from mcp_attest.replay import (
+    InMemoryReplayStore,
+    ReplayStore,
+    SQLiteReplayStore,
+    StoreUnavailable,
+    replay_key,
+)
+from mcp_attest.resolvers import FileResolver, ResolverError, resolve_data_uri
+from mcp_attest.transport import CAPABILITY, HEADER_NAME, META_KEY, decode_header, encode_header
+from mcp_attest.verdict import ArgsBinding, AttestationRejected, Reason, Verdict
+from mcp_attest.verifier import Verifier, VerifierPolicy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ALGORITHMS",
+    "CAPABILITY",
+    "HEADER_NAME",
+    "META_KEY",
+    "ArgsBinding",
+    "ArgsRef",
+    "AttestationRejected",
+    "CanonicalizationError",
+    "ES256Key",
+    "Envelope",
+    "FileResolver",
+    "HS256Key",
+    "InMemoryReplayStore",
+    "Issuer",
+    "IssuerAsserted",
+    "Key",
+    "Keyring",
+    "KeyringError",
+    "MalformedEnvelope",
+    "PlannedCall",
+    "PlannerDeclared",
+    "RS256Key",
+    "Reason",
+    "ReplayStore",
+    "ResolverError",
+    "SQLiteReplayStore",
+    "StoreUnavailable",
+    "ToolCall",
+    "Verdict",
+    "Verifier",
+    "VerifierPolicy",
+    "__version__",
+    "canonicalize",
+    "canonicalize_arguments",
+    "decode_header",
+    "encode_header",
+    "generate_key",
+    "parse_arguments",
+    "replay_key",
+    "resolve_data_uri",
+    "server_fingerprint",
+    "tls_key_fingerprint",
+]

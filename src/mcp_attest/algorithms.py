@@ -1,0 +1,327 @@
+"""HS256, ES256 and RS256 keys, each bound to exactly one algorithm (PROFILE K2, K6, E7).
+
+A key object knows its algorithm; the verifier only ever asks a key to
+verify an envelope whose ``alg`` equals the key's, so no byte string can be
+reinterpreted as another algorithm's key (no algorithm confusion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
+
+from mcp_attest.envelope import b64url_decode, b64url_encode
+
+__all__ = [
+    "ALGORITHMS",
+    "ES256Key",
+    "HS256Key",
+    "Key",
+    "KeyMaterialError",
+    "RS256Key",
+    "key_from_jwk",
+]
+
+ALGORITHMS = ("HS256", "ES256", "RS256")
+_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_MIN_HMAC_BYTES = 32
+_MIN_RSA_BITS = 2048
+_SHA256 = hashes.SHA256()
+_ECDSA = ec.ECDSA(_SHA256)
+_PKCS1 = padding.PKCS1v15()
+
+
+class KeyMaterialError(ValueError):
+    """A key that must not be used; the message names it (K2, K3)."""
+
+
+class Key(ABC):
+    """One verification (and maybe signing) key with its kid and algorithm."""
+
+    alg: ClassVar[str]
+    kid: str
+
+    @property
+    @abstractmethod
+    def can_sign(self) -> bool:
+        """Whether the private half is present."""
+
+    @abstractmethod
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        """Check an E7 signature; never raises for a bad signature."""
+
+    @abstractmethod
+    def sign(self, message: bytes) -> str:
+        """Return the E7 lowercase-hex signature of ``message``."""
+
+    @abstractmethod
+    def public_jwk(self) -> dict[str, Any]:
+        """The verify-only JWK (for HS256 the secret itself: it is symmetric)."""
+
+    @abstractmethod
+    def private_jwk(self) -> dict[str, Any]:
+        """The full JWK with private members, for signing keyrings."""
+
+    def _jwk_head(self, kty: str) -> dict[str, Any]:
+        return {"kty": kty, "kid": self.kid, "alg": self.alg}
+
+
+class HS256Key(Key):
+    """HMAC-SHA256 over a raw secret of at least 32 bytes."""
+
+    alg = "HS256"
+
+    def __init__(self, kid: str, secret: bytes) -> None:
+        if len(secret) < _MIN_HMAC_BYTES:
+            raise KeyMaterialError(f"key {kid!r}: HS256 secret is {len(secret)} bytes, need >= 32")
+        head = secret.lstrip()[:16]
+        if head.startswith((b"-----BEGIN", b"{")):
+            raise KeyMaterialError(f"key {kid!r}: HS256 secret looks like a PEM or JWK key, not raw bytes")
+        self.kid = kid
+        self._secret = secret
+
+    @property
+    def can_sign(self) -> bool:
+        return True
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        expected = hmac.digest(self._secret, message, "sha256").hex()
+        return hmac.compare_digest(expected, signature_hex)
+
+    def sign(self, message: bytes) -> str:
+        return hmac.digest(self._secret, message, "sha256").hex()
+
+    def public_jwk(self) -> dict[str, Any]:
+        return self.private_jwk()
+
+    def private_jwk(self) -> dict[str, Any]:
+        return {**self._jwk_head("oct"), "k": b64url_encode(self._secret)}
+
+    def __repr__(self) -> str:
+        return f"HS256Key(kid={self.kid!r}, secret=<redacted>)"
+
+
+class ES256Key(Key):
+    """ECDSA P-256 with SHA-256; signatures are raw r||s, never DER (E7)."""
+
+    alg = "ES256"
+
+    def __init__(
+        self,
+        kid: str,
+        public: ec.EllipticCurvePublicKey,
+        private: ec.EllipticCurvePrivateKey | None = None,
+    ) -> None:
+        if not isinstance(public.curve, ec.SECP256R1):
+            raise KeyMaterialError(f"key {kid!r}: ES256 needs a P-256 key, got {public.curve.name}")
+        self.kid = kid
+        self._public = public
+        self._private = private
+
+    @property
+    def can_sign(self) -> bool:
+        return self._private is not None
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        if len(signature_hex) != 128:
+            return False
+        r = int(signature_hex[:64], 16)
+        s = int(signature_hex[64:], 16)
+        if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+            return False
+        try:
+            self._public.verify(encode_dss_signature(r, s), message, _ECDSA)
+        except InvalidSignature:
+            return False
+        return True
+
+    def sign(self, message: bytes) -> str:
+        if self._private is None:
+            raise KeyMaterialError(f"key {self.kid!r}: no private key to sign with")
+        r, s = decode_dss_signature(self._private.sign(message, _ECDSA))
+        if s > _P256_ORDER // 2:  # K6: issuers emit low-S
+            s = _P256_ORDER - s
+        return f"{r:064x}{s:064x}"
+
+    def public_jwk(self) -> dict[str, Any]:
+        nums = self._public.public_numbers()
+        return {
+            **self._jwk_head("EC"),
+            "crv": "P-256",
+            "x": b64url_encode(nums.x.to_bytes(32, "big")),
+            "y": b64url_encode(nums.y.to_bytes(32, "big")),
+        }
+
+    def private_jwk(self) -> dict[str, Any]:
+        jwk = self.public_jwk()
+        if self._private is not None:
+            d = self._private.private_numbers().private_value
+            jwk["d"] = b64url_encode(d.to_bytes(32, "big"))
+        return jwk
+
+    def __repr__(self) -> str:
+        return f"ES256Key(kid={self.kid!r}, private={self.can_sign})"
+
+
+class RS256Key(Key):
+    """RSASSA-PKCS1-v1_5 with SHA-256 on a modulus of at least 2048 bits."""
+
+    alg = "RS256"
+
+    def __init__(
+        self,
+        kid: str,
+        public: rsa.RSAPublicKey,
+        private: rsa.RSAPrivateKey | None = None,
+    ) -> None:
+        if public.key_size < _MIN_RSA_BITS:
+            raise KeyMaterialError(f"key {kid!r}: RSA modulus is {public.key_size} bits, need >= 2048")
+        self.kid = kid
+        self._public = public
+        self._private = private
+        self._hex_len = 2 * ((public.key_size + 7) // 8)
+
+    @property
+    def can_sign(self) -> bool:
+        return self._private is not None
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        if len(signature_hex) != self._hex_len:
+            return False
+        try:
+            self._public.verify(bytes.fromhex(signature_hex), message, _PKCS1, _SHA256)
+        except InvalidSignature:
+            return False
+        return True
+
+    def sign(self, message: bytes) -> str:
+        if self._private is None:
+            raise KeyMaterialError(f"key {self.kid!r}: no private key to sign with")
+        return self._private.sign(message, _PKCS1, _SHA256).hex()
+
+    def public_jwk(self) -> dict[str, Any]:
+        nums = self._public.public_numbers()
+        return {**self._jwk_head("RSA"), "n": _b64_int(nums.n), "e": _b64_int(nums.e)}
+
+    def private_jwk(self) -> dict[str, Any]:
+        jwk = self.public_jwk()
+        if self._private is not None:
+            p = self._private.private_numbers()
+            jwk.update(
+                d=_b64_int(p.d),
+                p=_b64_int(p.p),
+                q=_b64_int(p.q),
+                dp=_b64_int(p.dmp1),
+                dq=_b64_int(p.dmq1),
+                qi=_b64_int(p.iqmp),
+            )
+        return jwk
+
+    def __repr__(self) -> str:
+        return f"RS256Key(kid={self.kid!r}, bits={self._public.key_size}, private={self.can_sign})"
+
+
+def _b64_int(value: int) -> str:
+    return b64url_encode(value.to_bytes((value.bit_length() + 7) // 8 or 1, "big"))
+
+
+def _jwk_bytes(jwk: dict[str, Any], member: str, name: str) -> bytes:
+    value = jwk.get(member)
+    if not isinstance(value, str):
+        raise KeyMaterialError(f"key {name!r}: JWK member {member!r} is missing or not a string")
+    try:
+        return b64url_decode(value)
+    except ValueError:
+        raise KeyMaterialError(f"key {name!r}: JWK member {member!r} is not base64url") from None
+
+
+def _jwk_int(jwk: dict[str, Any], member: str, name: str) -> int:
+    return int.from_bytes(_jwk_bytes(jwk, member, name), "big")
+
+
+_KTY_FOR_ALG = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
+
+
+def key_from_jwk(jwk: Any, *, label: str) -> Key:
+    """Build a key from one JWK, refusing anything K2/K3 forbid.
+
+    ``label`` names the key in errors (issuer and position) so that an
+    operator can find it in the file.
+    """
+    if not isinstance(jwk, dict):
+        raise KeyMaterialError(f"key {label}: JWK is not an object")
+    kid, alg, kty = jwk.get("kid"), jwk.get("alg"), jwk.get("kty")
+    if not isinstance(kid, str) or not kid:
+        raise KeyMaterialError(f"key {label}: JWK has no kid (the secretVersion)")
+    name = f"{label} kid={kid}"
+    if alg not in _KTY_FOR_ALG:
+        raise KeyMaterialError(f"key {name!r}: alg {alg!r} is not one of {', '.join(ALGORITHMS)}")
+    if kty != _KTY_FOR_ALG[alg]:
+        raise KeyMaterialError(f"key {name!r}: kty {kty!r} does not match alg {alg}")
+    try:
+        if alg == "HS256":
+            return HS256Key(kid, _jwk_bytes(jwk, "k", name))
+        if alg == "ES256":
+            return _es256_from_jwk(jwk, kid, name)
+        return _rs256_from_jwk(jwk, kid, name)
+    except KeyMaterialError:
+        raise
+    except ValueError as exc:
+        raise KeyMaterialError(f"key {name!r}: {exc}") from None
+
+
+def _es256_from_jwk(jwk: dict[str, Any], kid: str, name: str) -> ES256Key:
+    if jwk.get("crv") != "P-256":
+        raise KeyMaterialError(f"key {name!r}: ES256 needs crv P-256, got {jwk.get('crv')!r}")
+    x = _jwk_bytes(jwk, "x", name)
+    y = _jwk_bytes(jwk, "y", name)
+    if len(x) != 32 or len(y) != 32:
+        raise KeyMaterialError(f"key {name!r}: P-256 coordinates must be 32 bytes")
+    public_numbers = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(x, "big"), int.from_bytes(y, "big"), ec.SECP256R1()
+    )
+    public = public_numbers.public_key()
+    private = None
+    if "d" in jwk:
+        d = _jwk_int(jwk, "d", name)
+        private = ec.EllipticCurvePrivateNumbers(d, public_numbers).private_key()
+    return ES256Key(kid, public, private)
+
+
+def _rs256_from_jwk(jwk: dict[str, Any], kid: str, name: str) -> RS256Key:
+    public_numbers = rsa.RSAPublicNumbers(_jwk_int(jwk, "e", name), _jwk_int(jwk, "n", name))
+    public = public_numbers.public_key()
+    if public.key_size < _MIN_RSA_BITS:
+        raise KeyMaterialError(f"key {name!r}: RSA modulus is {public.key_size} bits, need >= 2048")
+    private = None
+    if "d" in jwk:
+        d = _jwk_int(jwk, "d", name)
+        if all(m in jwk for m in ("p", "q")):
+            p, q = _jwk_int(jwk, "p", name), _jwk_int(jwk, "q", name)
+        else:
+            p, q = rsa.rsa_recover_prime_factors(public_numbers.n, public_numbers.e, d)
+        private = rsa.RSAPrivateNumbers(
+            p,
+            q,
+            d,
+            rsa.rsa_crt_dmp1(d, p),
+            rsa.rsa_crt_dmq1(d, q),
+            rsa.rsa_crt_iqmp(p, q),
+            public_numbers,
+        ).private_key()
+    return RS256Key(kid, public, private)
+
+
+def sha256(data: bytes) -> bytes:
+    """SHA-256 digest, named once so every commitment hashes the same way."""
+    return hashlib.sha256(data).digest()

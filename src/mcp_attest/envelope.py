@@ -1,0 +1,342 @@
+"""The SEP-2787 envelope: wire model and schema rules (PROFILE section 1).
+
+The envelope keeps the exact parsed wire object it was built from, because
+the signing input is that object minus ``signature`` (E8): nothing is
+dropped, renamed or defaulted before canonicalizing, and unknown fields stay
+covered by the signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import calendar
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import orjson
+
+from mcp_attest.canonical import (
+    MAX_ENVELOPE_BYTES,
+    CanonicalizationError,
+    canonicalize,
+    parse_envelope_json,
+)
+
+__all__ = [
+    "DEFAULT_MAX_TTL",
+    "MAX_TOOL_CALLS",
+    "ArgsRef",
+    "Envelope",
+    "IssuerAsserted",
+    "MalformedEnvelope",
+    "PlannerDeclared",
+    "ToolCall",
+    "b64url_decode",
+    "b64url_encode",
+    "parse_iat",
+    "signing_input",
+]
+
+DEFAULT_MAX_TTL = 3600
+MAX_TOOL_CALLS = 64
+_IDENT_LIMIT = 512
+_INTENT_LIMIT = 4096
+_NONCE_LIMIT = 256
+_MIN_NONCE_BYTES = 16
+_SIGNATURE_HEX = {"HS256": 64, "ES256": 128}
+
+_TOP = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
+_ISSUER = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
+_PLANNER = frozenset({"intent", "requestedCapability", "plannerRef"})
+_PAYLOAD = frozenset({"toolCalls"})
+_CALL = frozenset({"name", "argsRef", "argsProjection", "serverFingerprint"})
+_REF = frozenset({"uri", "digest"})
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_LOWER_HEX = re.compile(r"[0-9a-f]+")
+_IAT = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:00)",
+    re.ASCII,
+)
+
+
+class MalformedEnvelope(ValueError):  # noqa: N818 - reads as a state, like the reason
+    """A schema violation (E1-E8, C2); ``detail`` is the verdict's detail code."""
+
+    def __init__(self, detail: str, message: str) -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def _bad(detail: str, message: str) -> NoReturn:
+    raise MalformedEnvelope(detail, message)
+
+
+def b64url_encode(data: bytes) -> str:
+    """Base64url without padding, the only encoding the profile uses."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict inverse of ``b64url_encode``: no padding, no other alphabet."""
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not unpadded base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_iat(text: str) -> float:
+    """Read an E3 timestamp as epoch seconds; raise ``ValueError`` otherwise.
+
+    Cached because a busy verifier sees the same second many times.
+    """
+    m = _IAT.fullmatch(text)
+    if m is None:
+        raise ValueError("not RFC 3339 UTC")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+    if not (1 <= month <= 12 and 1 <= day <= calendar.monthrange(year, month)[1]):
+        raise ValueError("no such date")
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError("no such time")
+    fraction = m.group(7)
+    frac = int(fraction) / 10 ** len(fraction) if fraction else 0.0
+    return calendar.timegm((year, month, day, hour, minute, second)) + frac
+
+
+@dataclass(frozen=True, slots=True)
+class IssuerAsserted:
+    """Who signs and when: the issuer's own claims, trusted only after V3."""
+
+    alg: str
+    iss: str
+    sub: str
+    secret_version: str
+    iat: str
+    exp_seconds: int
+    nonce: str
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerDeclared:
+    """Why: the intent the planner declared for the plan."""
+
+    intent: str
+    requested_capability: str | None
+    planner_ref: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArgsRef:
+    """A reference to the JCS bytes of the arguments and their digest (A2)."""
+
+    uri: str
+    digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One planned call: which tool on which server with which arguments."""
+
+    name: str
+    server_fingerprint: str
+    args_ref: ArgsRef | None
+    args_projection: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A schema-valid envelope and the exact wire object it came from."""
+
+    issuer_asserted: IssuerAsserted
+    planner_declared: PlannerDeclared
+    tool_calls: tuple[ToolCall, ...]
+    signature: str
+    unknown_fields: tuple[str, ...]
+    _wire: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, data: bytes, *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
+        """Strict parse (C2) then schema (E1-E8)."""
+        try:
+            obj = parse_envelope_json(data)
+        except CanonicalizationError as exc:
+            raise MalformedEnvelope(exc.detail, str(exc)) from None
+        return cls.from_wire(obj, max_ttl=max_ttl)
+
+    @classmethod
+    def from_wire(cls, obj: Mapping[str, Any], *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
+        """Check the schema of an already strictly-parsed object.
+
+        The object is kept by reference, not copied: callers hand over
+        ownership (``from_json`` and the verifier do).
+        """
+        if not isinstance(obj, dict):
+            _bad("malformed.not_object", "envelope is not an object")
+        unknown: list[str] = [_pointer(k) for k in obj.keys() - _TOP]
+        ia = _block(obj, "issuerAsserted", _ISSUER, unknown)
+        pd = _block(obj, "plannerDeclared", _PLANNER, unknown)
+        pl = _block(obj, "payloadDerived", _PAYLOAD, unknown)
+        signature = _string(obj, "signature", "/signature", None)
+        if not _LOWER_HEX.fullmatch(signature):
+            _bad("malformed.signature_encoding", "signature is not lowercase hex")
+        alg = ia.get("alg")
+        if "alg" not in ia:
+            _bad("malformed.missing_field", "/issuerAsserted/alg is missing")
+        if type(alg) is not str:
+            _bad("malformed.type", "/issuerAsserted/alg is not a string")
+        expected_len = _SIGNATURE_HEX.get(alg)
+        if expected_len is not None and len(signature) != expected_len:
+            _bad("malformed.signature_encoding", f"{alg} signature must be {expected_len} hex chars")
+        issuer = IssuerAsserted(
+            alg=alg,
+            iss=_string(ia, "iss", "/issuerAsserted/iss", _IDENT_LIMIT),
+            sub=_string(ia, "sub", "/issuerAsserted/sub", _IDENT_LIMIT),
+            secret_version=_string(ia, "secretVersion", "/issuerAsserted/secretVersion", _IDENT_LIMIT),
+            iat=_iat(ia),
+            exp_seconds=_exp_seconds(ia, max_ttl),
+            nonce=_nonce(ia),
+        )
+        planner = PlannerDeclared(
+            intent=_string(pd, "intent", "/plannerDeclared/intent", _INTENT_LIMIT),
+            requested_capability=_optional(pd, "requestedCapability", "/plannerDeclared"),
+            planner_ref=_optional(pd, "plannerRef", "/plannerDeclared"),
+        )
+        calls = _tool_calls(pl, unknown)
+        return cls(issuer, planner, calls, signature, tuple(sorted(unknown)), obj)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A deep copy of the wire object; the envelope itself stays immutable."""
+        return orjson.loads(orjson.dumps(self._wire))  # type: ignore[no-any-return]
+
+    def to_json(self) -> bytes:
+        """The envelope as canonical JSON bytes (what the header transport encodes)."""
+        return canonicalize(self._wire)
+
+    def signing_input(self) -> bytes:
+        """C1: JCS of the wire object minus the top-level ``signature``."""
+        return signing_input(self._wire)
+
+    @property
+    def wire(self) -> Mapping[str, Any]:
+        """Read-only view for code that must not copy (the verifier's hot path)."""
+        return self._wire
+
+
+def signing_input(wire: Mapping[str, Any]) -> bytes:
+    """C1 for any wire object, signed or not: JCS of it minus ``signature``."""
+    return canonicalize({k: v for k, v in wire.items() if k != "signature"})
+
+
+def _pointer(*parts: str | int) -> str:
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _block(obj: Mapping[str, Any], name: str, known: frozenset[str], unknown: list[str]) -> Any:
+    if name not in obj:
+        _bad("malformed.missing_field", f"/{name} is missing")
+    block = obj[name]
+    if type(block) is not dict:
+        _bad("malformed.type", f"/{name} is not an object")
+    unknown.extend(_pointer(name, k) for k in block.keys() - known)
+    return block
+
+
+def _string(obj: Mapping[str, Any], key: str, path: str, limit: int | None) -> str:
+    if key not in obj:
+        _bad("malformed.missing_field", f"{path} is missing")
+    value = obj[key]
+    if type(value) is not str:
+        _bad("malformed.type", f"{path} is not a string")
+    if not value:
+        _bad("malformed.empty", f"{path} is empty")
+    if limit is not None and len(value) * 4 > limit and len(value.encode("utf-8")) > limit:
+        _bad("malformed.too_long", f"{path} exceeds {limit} UTF-8 bytes")
+    return value
+
+
+def _optional(obj: Mapping[str, Any], key: str, path: str) -> str | None:
+    if key not in obj:
+        return None
+    return _string(obj, key, f"{path}/{key}", None)
+
+
+def _iat(ia: Mapping[str, Any]) -> str:
+    text = _string(ia, "iat", "/issuerAsserted/iat", None)
+    try:
+        parse_iat(text)
+    except ValueError:
+        _bad("malformed.iat", "/issuerAsserted/iat is not RFC 3339 UTC")
+    return text
+
+
+def _exp_seconds(ia: Mapping[str, Any], max_ttl: int) -> int:
+    if "expSeconds" not in ia:
+        _bad("malformed.missing_field", "/issuerAsserted/expSeconds is missing")
+    value = ia["expSeconds"]
+    if type(value) is not int or not 1 <= value <= max_ttl:
+        _bad(
+            "malformed.exp_seconds",
+            f"/issuerAsserted/expSeconds must be an integer in 1..{max_ttl}",
+        )
+    return value
+
+
+def _nonce(ia: Mapping[str, Any]) -> str:
+    text = _string(ia, "nonce", "/issuerAsserted/nonce", _NONCE_LIMIT)
+    try:
+        raw = b64url_decode(text)
+    except ValueError:
+        _bad("malformed.nonce", "/issuerAsserted/nonce is not unpadded base64url")
+    if len(raw) < _MIN_NONCE_BYTES:
+        _bad(
+            "malformed.nonce",
+            f"/issuerAsserted/nonce decodes to fewer than {_MIN_NONCE_BYTES} bytes",
+        )
+    return text
+
+
+def _tool_calls(payload: Mapping[str, Any], unknown: list[str]) -> tuple[ToolCall, ...]:
+    if "toolCalls" not in payload:
+        _bad("malformed.missing_field", "/payloadDerived/toolCalls is missing")
+    calls = payload["toolCalls"]
+    if type(calls) is not list:
+        _bad("malformed.type", "/payloadDerived/toolCalls is not an array")
+    if not 1 <= len(calls) <= MAX_TOOL_CALLS:
+        _bad("malformed.tool_calls", f"toolCalls must have 1..{MAX_TOOL_CALLS} entries")
+    return tuple(_tool_call(i, c, unknown) for i, c in enumerate(calls))
+
+
+def _tool_call(index: int, call: Any, unknown: list[str]) -> ToolCall:
+    base = f"/payloadDerived/toolCalls/{index}"
+    if type(call) is not dict:
+        _bad("malformed.type", f"{base} is not an object")
+    unknown.extend(_pointer("payloadDerived", "toolCalls", index, k) for k in call.keys() - _CALL)
+    ref = None
+    if "argsRef" in call:
+        raw_ref = call["argsRef"]
+        if type(raw_ref) is not dict:
+            _bad("malformed.type", f"{base}/argsRef is not an object")
+        unknown.extend(
+            _pointer("payloadDerived", "toolCalls", index, "argsRef", k) for k in raw_ref.keys() - _REF
+        )
+        digest = _string(raw_ref, "digest", f"{base}/argsRef/digest", None)
+        if len(digest) != 43 or not _B64URL.fullmatch(digest):
+            _bad("malformed.digest", f"{base}/argsRef/digest is not a base64url SHA-256")
+        ref = ArgsRef(uri=_string(raw_ref, "uri", f"{base}/argsRef/uri", None), digest=digest)
+    projection = _optional(call, "argsProjection", base)
+    if ref is None and projection is None:
+        _bad("malformed.no_commitment", f"{base} has neither argsRef nor argsProjection")
+    return ToolCall(
+        name=_string(call, "name", f"{base}/name", _IDENT_LIMIT),
+        server_fingerprint=_string(call, "serverFingerprint", f"{base}/serverFingerprint", _IDENT_LIMIT),
+        args_ref=ref,
+        args_projection=projection,
+    )
+
+
+def envelope_size_ok(obj: Mapping[str, Any]) -> bool:
+    """Whether an already-parsed envelope fits the E2 size cap once canonical."""
+    return len(canonicalize(obj)) <= MAX_ENVELOPE_BYTES

@@ -1,0 +1,102 @@
+"""A bounded in-process replay store in a compact open-addressing table.
+
+A dict of 32-byte digests to expiry floats costs about 130-155 bytes per
+entry; this table stores a 16-byte key prefix and a 32-bit expiry second
+per slot (20 bytes) at a load factor of at most one half, about 40 bytes
+per live entry. 128 bits of SHA-256 keep accidental collisions out of
+reach (a forced one needs a second preimage of a 128-bit prefix).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import threading
+
+from mcp_attest.replay.base import StoreUnavailable
+
+__all__ = ["InMemoryReplayStore"]
+
+_KEY = 16
+_SLOT = _KEY + 4
+_EXP = struct.Struct("<I")
+_EMPTY = b"\x00\x00\x00\x00"
+_MIN_SLOTS = 1024
+
+
+class InMemoryReplayStore:
+    """Single-process store; expired entries are dropped when the table fills.
+
+    ``max_entries`` bounds memory: when that many keys are live, a new claim
+    raises ``StoreUnavailable`` (fail closed) instead of growing further.
+    """
+
+    def __init__(self, max_entries: int = 1_000_000) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be positive")
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._reset(_MIN_SLOTS)
+
+    def _reset(self, slots: int) -> None:
+        self._slots = slots
+        self._mask = slots - 1
+        self._table = bytearray(slots * _SLOT)
+        self._used = 0
+
+    def __len__(self) -> int:
+        """Occupied slots, expired ones included until the next cleanup."""
+        return self._used
+
+    @property
+    def table_bytes(self) -> int:
+        """Bytes held by the table, for the memory-per-entry benchmark."""
+        return len(self._table)
+
+    def _find(self, k: bytes) -> tuple[int, int]:
+        """Return (slot offset, stored expiry or 0 when the slot is empty)."""
+        table = self._table
+        index = int.from_bytes(k[:8], "little") & self._mask
+        while True:
+            off = index * _SLOT
+            exp = _EXP.unpack_from(table, off + _KEY)[0]
+            if exp == 0 or table[off : off + _KEY] == k:
+                return off, exp
+            index = (index + 1) & self._mask
+
+    def is_claimed(self, key: bytes, now: float) -> bool:
+        with self._lock:
+            _, exp = self._find(key[:_KEY])
+        return exp > now
+
+    def claim(self, key: bytes, expires_at: float, now: float) -> bool:
+        k = key[:_KEY]
+        expiry = min(max(1, math.ceil(expires_at)), 0xFFFFFFFF)
+        with self._lock:
+            off, exp = self._find(k)
+            if exp > now:
+                return False
+            if exp == 0:
+                if (self._used + 1) * 2 > self._slots:
+                    self._compact(now)
+                    off, _ = self._find(k)
+                self._used += 1
+            self._table[off : off + _KEY] = k
+            _EXP.pack_into(self._table, off + _KEY, expiry)
+            return True
+
+    def _compact(self, now: float) -> None:
+        """Drop expired slots; double the table when live keys fill a quarter."""
+        old = self._table
+        live = [(k, exp) for k, exp in struct.iter_unpack(f"{_KEY}sI", old) if exp > now]
+        if len(live) >= self.max_entries:
+            raise StoreUnavailable(f"in-memory replay store is full ({self.max_entries} live keys)")
+        slots = self._slots
+        while (len(live) + 1) * 4 > slots:
+            slots *= 2
+        self._reset(slots)
+        for k, exp in live:
+            off, _ = self._find(k)
+            self._table[off : off + _KEY] = k
+            _EXP.pack_into(self._table, off + _KEY, exp)
+        self._used = len(live)

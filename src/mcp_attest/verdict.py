@@ -1,0 +1,116 @@
+"""The result of verification: verifier-asserted facts (PROFILE section 7)."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["ArgsBinding", "AttestationRejected", "Reason", "Verdict", "format_rfc3339"]
+
+
+class Reason(enum.StrEnum):
+    """The draft's eight rejection reasons; nothing else is ever sent as ``reason``."""
+
+    ATTESTATION_REQUIRED = "attestation_required"
+    SIGNATURE_INVALID = "signature_invalid"
+    KEY_UNAVAILABLE = "key_unavailable"
+    EXPIRED = "expired"
+    SERVER_MISMATCH = "server_mismatch"
+    TOOL_MISMATCH = "tool_mismatch"
+    NONCE_REPLAY = "nonce_replay"
+    ARGS_COMMITMENT_MISMATCH = "args_commitment_mismatch"
+
+
+class ArgsBinding(enum.StrEnum):
+    """How the runtime arguments relate to what the issuer signed (A2-A4).
+
+    ``REDACTED`` means the arguments are NOT bound: the issuer signed a
+    projection that differs from them, which the draft allows.
+    """
+
+    REF_DIGEST = "ref-digest"
+    REF_RESOLVED = "ref-resolved"
+    IDENTITY = "identity"
+    REDACTED = "redacted"
+
+
+def format_rfc3339(epoch: float) -> str:
+    """UTC timestamp with milliseconds, the form every fact and record uses."""
+    whole = int(epoch)
+    millis = int((epoch - whole) * 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the verifier asserts about one tools/call.
+
+    Every identity field is filled only once the signature has verified
+    (so a rejected envelope never contributes unauthenticated claims to the
+    facts), except ``unknown_fields``, which helps operators see what a
+    malformed-but-parsed envelope carried.
+    """
+
+    accepted: bool
+    reason: Reason | None
+    detail: str | None
+    verified_at: float
+    verifier_fingerprint: str
+    attestation_id: str | None = None
+    iss: str | None = None
+    sub: str | None = None
+    secret_version: str | None = None
+    alg: str | None = None
+    tool_call_index: int | None = None
+    args_binding: ArgsBinding | None = None
+    unknown_fields: tuple[str, ...] = ()
+
+    @property
+    def attested(self) -> bool:
+        """True when a verified attestation stands behind an accepted call.
+
+        An optional server accepts calls without one; this is how callers
+        tell those apart.
+        """
+        return self.accepted and self.attestation_id is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The section 7 facts, camelCase, as the CLI and audit log show them."""
+        return {
+            "accepted": self.accepted,
+            "reason": None if self.reason is None else self.reason.value,
+            "detail": self.detail,
+            "attestationId": self.attestation_id,
+            "iss": self.iss,
+            "sub": self.sub,
+            "secretVersion": self.secret_version,
+            "alg": self.alg,
+            "toolCallIndex": self.tool_call_index,
+            "argsBinding": None if self.args_binding is None else self.args_binding.value,
+            "verifiedAt": format_rfc3339(self.verified_at),
+            "verifierFingerprint": self.verifier_fingerprint,
+            "unknownFields": list(self.unknown_fields),
+        }
+
+    def error_text(self, *, include_detail: bool = True) -> str:
+        """The V10 rejection text a tool result carries."""
+        body: dict[str, Any] = {
+            "attestationError": True,
+            "reason": None if self.reason is None else self.reason.value,
+            "detail": self.detail if include_detail else None,
+        }
+        return orjson.dumps(body).decode()
+
+
+class AttestationRejected(Exception):  # noqa: N818 - the name says what happened
+    """Raised by ``Verifier.require`` for callers who prefer exceptions."""
+
+    def __init__(self, verdict: Verdict) -> None:
+        super().__init__(f"{verdict.reason}: {verdict.detail}")
+        self.verdict = verdict
+        self.reason = verdict.reason
+        self.detail = verdict.detail
