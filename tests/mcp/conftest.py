@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mcp import StdioServerParameters
 from mcp_test_servers import FINGERPRINT, asgi_app, build
 
+from mcp import StdioServerParameters
 from mcp_attest import Issuer, Keyring, generate_key, server_fingerprint
 from mcp_attest.demo import serve_in_thread
 from mcp_attest.mcp import AttestationGuard
@@ -83,7 +83,9 @@ def reason_cases(issuer: Issuer, signing_ring: Keyring, tag: str) -> list[Case]:
             sign(args("other"), server_fingerprint=server_fingerprint("billing", "prod")),
             "server_mismatch",
         ),
-        Case("wrong tool", "mark", args("wrong-tool"), sign(args("wrong-tool"), tool="echo"), "tool_mismatch"),
+        Case(
+            "wrong tool", "mark", args("wrong-tool"), sign(args("wrong-tool"), tool="echo"), "tool_mismatch"
+        ),
         Case("expired", "mark", args("expired"), sign(args("expired"), who=stale, exp_seconds=60), "expired"),
         Case("unknown key", "mark", args("rogue"), sign(args("rogue"), who=rogue), "key_unavailable"),
         Case("absent", "mark", args("absent"), None, "attestation_required"),
@@ -99,7 +101,9 @@ def cases(issuer: Issuer, signing_ring: Keyring, request: pytest.FixtureRequest)
 def make_guard(signing_ring: Keyring) -> Callable[..., AttestationGuard]:
     def make(**options: Any) -> AttestationGuard:
         options.setdefault("server_fingerprint", FINGERPRINT)
-        return AttestationGuard.from_keyring(Keyring.from_dict(signing_ring.to_dict(private=False)), **options)
+        return AttestationGuard.from_keyring(
+            Keyring.from_dict(signing_ring.to_dict(private=False)), **options
+        )
 
     return make
 

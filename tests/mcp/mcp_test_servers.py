@@ -35,7 +35,9 @@ def _mark(marks: Path, name: str) -> str:
 def build(framework: str, guard: AttestationGuard, marks: Path) -> Any:
     """A server named NAME with tools ``mark`` and ``echo`` behind ``guard``."""
     if framework == "sdk":
-        sdk = MCPServer(NAME, extensions=[guard.extension()], middleware=[guard.middleware()], log_level="WARNING")
+        sdk = MCPServer(
+            NAME, extensions=[guard.extension()], middleware=[guard.middleware()], log_level="WARNING"
+        )
         sdk.add_tool(lambda name: _mark(marks, name), name="mark")
         sdk.add_tool(lambda text: text, name="echo")
         return sdk

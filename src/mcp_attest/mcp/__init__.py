@@ -5,6 +5,7 @@ The core package never imports this one; everything here depends on the
 """
 
 from mcp_attest.mcp._guard import AttestationGuard, ToolCall, VerdictHook, current_verdict
+from mcp_attest.mcp._sdk import client_capability
 from mcp_attest.mcp.client import (
     AttestationError,
     AttestationRejectedError,
@@ -26,6 +27,7 @@ __all__ = [
     "ToolCall",
     "VerdictHook",
     "attesting_http_transport",
+    "client_capability",
     "current_verdict",
     "parse_rejection",
     "server_capability",

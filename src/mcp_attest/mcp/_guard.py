@@ -288,4 +288,3 @@ def _resolve_fingerprint(given: str | None, name: str | None, server_id: str | N
     if name is None or server_id is None:
         raise ValueError("give server_fingerprint, or both server_name and server_id")
     return server_fingerprint(name, server_id)
-

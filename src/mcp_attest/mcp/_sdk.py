@@ -14,7 +14,7 @@ from mcp_attest import CAPABILITY
 if TYPE_CHECKING:
     from mcp_attest.mcp._guard import AttestationGuard
 
-__all__ = ["AttestationExtension", "CapabilityMiddleware", "install"]
+__all__ = ["AttestationExtension", "CapabilityMiddleware", "client_capability", "install"]
 
 _NEGOTIATION = frozenset({"initialize", "server/discover"})
 
@@ -87,3 +87,18 @@ def install(guard: AttestationGuard, server: Server[Any]) -> None:
     server.extensions[CAPABILITY] = guard.capability()
     server.middleware.append(CapabilityMiddleware(guard))
 
+
+def client_capability(ctx: ServerRequestContext[Any, Any]) -> dict[str, Any] | None:
+    """The client's ``attestation/tool-call`` capability as this request sees it.
+
+    Read per request because on 2026-era connections each request carries
+    its own capabilities; handshake-era clients declare them once.
+    """
+    declared = ctx.session.client_capabilities
+    if declared is None:
+        return None
+    for place in (declared.extensions, declared.experimental):
+        value = (place or {}).get(CAPABILITY)
+        if isinstance(value, dict):
+            return value
+    return None

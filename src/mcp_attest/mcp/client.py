@@ -272,8 +272,10 @@ class AttestingClient:
             )
             outgoing[META_KEY] = envelope.to_wire()
         elif self.server_requires_attestation:
-            why = "no issuer is configured" if self.issuer is None else (
-                f"the server accepts {self.server_capability!r}, not {self.issuer.alg}"
+            why = (
+                "no issuer is configured"
+                if self.issuer is None
+                else (f"the server accepts {self.server_capability!r}, not {self.issuer.alg}")
             )
             raise AttestationUnavailableError(
                 f"server requires tool-call attestation and this client cannot attest: {why}"
