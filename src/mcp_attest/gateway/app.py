@@ -1,0 +1,192 @@
+"""The gateway process: routes, shared state, and key reloading.
+
+One ``Gateway`` owns what outlives any session: the replay store and
+audit sink (so a restart neither forgets nonces nor loses records), the
+pin stores, the metrics, one HTTP client per process (connection reuse to
+HTTP upstreams) and the shared channel each upstream uses for sessionless
+traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mcp_attest import InMemoryReplayStore, Keyring, KeyringError, SQLiteReplayStore, StoreUnavailable
+from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
+from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway.pins import PinStore
+from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issuer
+from mcp_attest.gateway.session import GatewaySession, Sink
+from mcp_attest.gateway.upstream import Channel, make_link
+from mcp_attest.replay import ReplayStore
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("mcp_attest.gateway")
+
+
+def _stores() -> Any:
+    """The shared store factory module, if the installed version has it."""
+    try:
+        return importlib.import_module("mcp_attest.stores")
+    except ImportError:
+        return None
+
+
+def open_replay(config: GatewayConfig) -> ReplayStore:
+    spec = config.replay
+    if spec is None:
+        return SQLiteReplayStore(Path(config.state_dir) / "replay.sqlite")
+    if spec == "memory":
+        return InMemoryReplayStore()
+    stores = _stores()
+    if stores is not None and "://" in spec:
+        store: ReplayStore = stores.open_replay_store(spec)
+        return store
+    return SQLiteReplayStore(spec.removeprefix("sqlite:///").removeprefix("sqlite://"))
+
+
+def open_audit(config: GatewayConfig) -> AuditSink | None:
+    """The audit sink; embedded SQLite in the state dir unless configured otherwise."""
+    spec = config.audit
+    if spec == "none" or config.mode != "verify":
+        return None
+    stores = _stores()
+    if stores is None or not hasattr(stores, "open_audit_log"):
+        if spec is not None:
+            raise ConfigError(
+                "audit sink configured but this installation has no audit log (mcp_attest.stores)"
+            )
+        logger.warning("no audit log available in this installation; verdicts are not recorded")
+        return None
+    url = spec or f"sqlite:///{Path(config.state_dir) / 'audit.sqlite'}"
+    sink: AuditSink = stores.open_audit_log(url)
+    return sink
+
+
+class Gateway:
+    """Built from a validated config; every failure here is a configuration error."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        try:
+            Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create state dir {config.state_dir}: {exc.strerror or exc}") from None
+        try:
+            self.replay = open_replay(config)
+        except StoreUnavailable as exc:
+            raise ConfigError(str(exc)) from None
+        self.audit = open_audit(config)
+        keyring = self._load_keys()
+        self.routes: dict[str, Route] = {}
+        for up in config.upstreams:
+            pins = None
+            if config.pinning:
+                try:
+                    pins = PinStore(Path(config.state_dir) / "pins" / f"{up.name}.json", dict(up.pins))
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from None
+            self.routes[up.name] = Route(
+                up,
+                config,
+                self.metrics,
+                guard=build_guard(config, up, keyring, self.replay) if config.mode == "verify" else None,
+                issuer=self._issuer(keyring) if config.mode == "issue" else None,
+                audit=self.audit,
+                pins=pins,
+            )
+        self._client: httpx.AsyncClient | None = None
+        self._stateless: dict[str, Channel] = {}
+        self._stateless_lock = asyncio.Lock()
+
+    def _keys_path(self) -> str:
+        path = self.config.verify.keys if self.config.mode == "verify" else self.config.issue.keys
+        assert path is not None
+        return path
+
+    def _load_keys(self) -> Keyring:
+        try:
+            return Keyring.load(self._keys_path())
+        except KeyringError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _issuer(self, keyring: Keyring) -> Any:
+        try:
+            return build_issuer(self.config, keyring)
+        except KeyringError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def reload_keys(self) -> bool:
+        """SIGHUP: swap keyrings in place; sessions and connections are untouched.
+
+        A keyring that fails to load leaves the old one active, since a
+        typo in a rotated file must not turn into an outage.
+        """
+        try:
+            keyring = self._load_keys()
+            issuer = self._issuer(keyring) if self.config.mode == "issue" else None
+        except ConfigError as exc:
+            logger.error("keyring reload failed, keeping the previous keys: %s", exc)
+            self.metrics.error("key_reload_failed")
+            return False
+        for route in self.routes.values():
+            if route.guard is not None:
+                route.guard.verifier.keyring = keyring
+            if issuer is not None:
+                route.issuer = issuer
+        logger.warning("keyring reloaded from %s (%d keys)", self._keys_path(), len(keyring))
+        return True
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+            timeout = max(up.timeout for up in self.config.upstreams) + 5.0
+            self._client = httpx.AsyncClient(timeout=timeout, limits=limits)
+        return self._client
+
+    def route(self, name: str | None) -> Route:
+        return self.routes[self.config.upstream(name).name]
+
+    async def open_session(self, route: Route, sink: Sink) -> GatewaySession:
+        """A session with its own upstream connection (process or HTTP session)."""
+        channel = Channel(self._link(route.config), route.config, self.metrics)
+        session = GatewaySession(route, channel, sink)
+        channel.owner = session
+        await channel.start()
+        return session
+
+    async def stateless_session(self, route: Route, sink: Sink) -> GatewaySession:
+        """A one-request session on the upstream's shared channel (no Mcp-Session-Id)."""
+        async with self._stateless_lock:
+            channel = self._stateless.get(route.name)
+            if channel is None:
+                channel = Channel(self._link(route.config), route.config, self.metrics)
+                await channel.start()
+                self._stateless[route.name] = channel
+        return GatewaySession(route, channel, sink)
+
+    def _link(self, up: UpstreamConfig) -> Any:
+        return make_link(up, self.metrics, self.client if up.kind == "http" else None)
+
+    async def close(self) -> None:
+        for channel in self._stateless.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+        if self._client is not None:
+            await self._client.aclose()
+        close = getattr(self.replay, "close", None)
+        if close is not None:
+            close()
+        close = getattr(self.audit, "close", None)
+        if close is not None:
+            close()

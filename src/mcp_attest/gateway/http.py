@@ -1,0 +1,322 @@
+"""The Streamable HTTP listener: ``POST``/``GET``/``DELETE`` on the MCP path.
+
+Sessions are the gateway's own (its ``Mcp-Session-Id``), each bound to its
+own upstream connection. A POSTed request is answered as JSON when the
+first thing the upstream sends back is the answer, and as an SSE stream
+when something related (progress, a server request) comes first, so plain
+calls pay no streaming overhead and streaming calls lose nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from mcp_attest.gateway.app import Gateway
+from mcp_attest.gateway.jsonrpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    UPSTREAM_UNAVAILABLE,
+    Message,
+    error_response,
+    is_request,
+    is_response,
+)
+from mcp_attest.gateway.policy import Route
+from mcp_attest.gateway.session import GatewaySession
+
+__all__ = ["HttpListener"]
+
+logger = logging.getLogger("mcp_attest.gateway")
+
+_SESSION = "mcp-session-id"
+_BACKLOG = 1000
+_KEEPALIVE = 15.0
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+class _TooLargeError(Exception):
+    pass
+
+
+class _Downstream:
+    """Where upstream messages for one HTTP session go: a POST stream, the GET stream, or a backlog."""
+
+    def __init__(self) -> None:
+        self.session: GatewaySession | None = None
+        self.waiters: dict[Any, asyncio.Queue[Message]] = {}
+        self.stream: asyncio.Queue[Message] | None = None
+        self.backlog: deque[Message] = deque(maxlen=_BACKLOG)
+
+    async def sink(self, message: Message, related: tuple[Any, ...]) -> None:
+        for key in related:
+            waiter = self.waiters.get(key)
+            if waiter is not None:
+                waiter.put_nowait(message)
+                return
+        if self.stream is not None:
+            self.stream.put_nowait(message)
+        elif self.waiters and "method" in message:
+            # An upstream request or notification nothing else relates (a
+            # stdio upstream cannot say): the most recent call is the best
+            # guess, and the only way a client without a GET stream sees it.
+            next(reversed(self.waiters.values())).put_nowait(message)
+        else:
+            self.backlog.append(message)
+
+
+def _sse(message: Message) -> bytes:
+    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+def _rpc_error(status: int, code: int, text: str, request_id: Any = None) -> Response:
+    return JSONResponse(error_response(request_id, code, text), status_code=status)
+
+
+class HttpListener:
+    """ASGI app serving every upstream: ``PATH`` for the first, ``PATH/<name>`` for each."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.config = gateway.config
+        self.sessions: dict[str, tuple[Route, _Downstream]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        response = await self._dispatch(request)
+        await response(scope, receive, send)
+
+    async def _dispatch(self, request: Request) -> Response:
+        path = request.url.path
+        if path == "/healthz":
+            return JSONResponse({"status": "ok", "mode": self.config.mode, "sessions": len(self.sessions)})
+        if path == "/metrics":
+            return PlainTextResponse(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
+        route = self._route_for(path)
+        if route is None:
+            return PlainTextResponse("not found\n", status_code=404)
+        if not self._origin_ok(request):
+            return _rpc_error(403, INVALID_REQUEST, "origin not allowed")
+        if request.method == "POST":
+            return await self._post(request, route)
+        if request.method == "GET":
+            return await self._get(request, route)
+        if request.method == "DELETE":
+            return await self._delete(request, route)
+        return PlainTextResponse(
+            "method not allowed\n", status_code=405, headers={"allow": "GET, POST, DELETE"}
+        )
+
+    def _route_for(self, path: str) -> Route | None:
+        base = self.config.http_path
+        if path in (base, base + "/"):
+            return self.gateway.route(None)
+        if path.startswith(base + "/"):
+            name = path[len(base) + 1 :].rstrip("/")
+            return self.gateway.routes.get(name)
+        return None
+
+    def _origin_ok(self, request: Request) -> bool:
+        """DNS-rebinding defence the MCP transport spec asks for: browsers send Origin."""
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        host = urlsplit(origin).hostname or ""
+        return host in _LOOPBACK or host == self.config.http_host
+
+    async def _body(self, request: Request) -> bytes:
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise _TooLargeError
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLargeError
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _read_message(self, request: Request) -> Message | Response:
+        """The POSTed message, or the HTTP error that refuses it before any session is touched."""
+        metrics = self.gateway.metrics
+        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        if ctype != "application/json":
+            metrics.error("http_content_type")
+            return _rpc_error(415, INVALID_REQUEST, "Content-Type must be application/json")
+        accept = request.headers.get("accept", "*/*")
+        if not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
+            return _rpc_error(406, INVALID_REQUEST, "Accept must allow application/json or text/event-stream")
+        try:
+            body = await self._body(request)
+        except _TooLargeError:
+            metrics.error("http_too_large")
+            return _rpc_error(413, INVALID_REQUEST, f"body larger than {self.config.max_body_bytes} bytes")
+        except ClientDisconnect:
+            return Response(status_code=400)
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            metrics.error("http_parse")
+            return _rpc_error(400, PARSE_ERROR, "body is not JSON")
+        if isinstance(message, list):
+            return _rpc_error(400, INVALID_REQUEST, "JSON-RPC batches are not supported")
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            metrics.error("http_invalid")
+            return _rpc_error(400, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
+        request_id = message.get("id")
+        if "id" in message and (isinstance(request_id, bool) or not isinstance(request_id, str | int)):
+            return _rpc_error(400, INVALID_REQUEST, "id must be a string or an integer")
+        return message
+
+    async def _downstream(
+        self, message: Message, sid: str | None, route: Route
+    ) -> tuple[_Downstream, str | None] | Response:
+        """The session a message belongs to: existing, new (initialize), or one-shot."""
+        if sid is not None:
+            entry = self.sessions.get(sid)
+            if entry is None or entry[0] is not route:
+                return _rpc_error(404, -32001, "session not found", message.get("id"))
+            return entry[1], sid
+        downstream = _Downstream()
+        try:
+            if message.get("method") == "initialize" and is_request(message):
+                downstream.session = await self.gateway.open_session(route, downstream.sink)
+                sid = secrets.token_urlsafe(24)
+                self.sessions[sid] = (route, downstream)
+            else:
+                downstream.session = await self.gateway.stateless_session(route, downstream.sink)
+        except (OSError, TimeoutError) as exc:
+            self.gateway.metrics.error("upstream_down")
+            why = f"upstream {route.name} unavailable: {type(exc).__name__}"
+            return _rpc_error(502, UPSTREAM_UNAVAILABLE, why, message.get("id"))
+        return downstream, sid
+
+    async def _post(self, request: Request, route: Route) -> Response:
+        message = await self._read_message(request)
+        if isinstance(message, Response):
+            return message
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        found = await self._downstream(message, headers.get(_SESSION), route)
+        if isinstance(found, Response):
+            return found
+        downstream, sid = found
+        session = downstream.session
+        assert session is not None
+        extra = {_SESSION: sid} if sid else {}
+        if not is_request(message):
+            await session.from_client(message, headers)
+            return Response(status_code=202, headers=extra)
+        request_id = message["id"]
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        downstream.waiters[request_id] = queue
+        try:
+            await session.from_client(message, headers)
+            first = await queue.get()
+        except BaseException:
+            downstream.waiters.pop(request_id, None)
+            raise
+        if is_response(first) and first.get("id") == request_id:
+            downstream.waiters.pop(request_id, None)
+            return Response(orjson.dumps(first), media_type="application/json", headers=extra)
+        return StreamingResponse(
+            self._stream(downstream, request_id, first, queue),
+            media_type="text/event-stream",
+            headers={**extra, "cache-control": "no-cache"},
+        )
+
+    async def _stream(
+        self, downstream: _Downstream, request_id: Any, first: Message, queue: asyncio.Queue[Message]
+    ) -> AsyncIterator[bytes]:
+        try:
+            message = first
+            while True:
+                yield _sse(message)
+                if is_response(message) and message.get("id") == request_id:
+                    return
+                message = await queue.get()
+        finally:
+            downstream.waiters.pop(request_id, None)
+
+    async def _get(self, request: Request, route: Route) -> Response:
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            return _rpc_error(406, INVALID_REQUEST, "Accept must allow text/event-stream")
+        sid = request.headers.get(_SESSION)
+        entry = self.sessions.get(sid or "")
+        if sid is None:
+            return _rpc_error(400, INVALID_REQUEST, "Mcp-Session-Id required")
+        if entry is None or entry[0] is not route:
+            return _rpc_error(404, -32001, "session not found")
+        downstream = entry[1]
+        if downstream.stream is not None:
+            return _rpc_error(409, INVALID_REQUEST, "a stream is already open for this session")
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        while downstream.backlog:
+            queue.put_nowait(downstream.backlog.popleft())
+        downstream.stream = queue
+
+        async def events() -> AsyncIterator[bytes]:
+            try:
+                while True:
+                    try:
+                        message = await asyncio.wait_for(queue.get(), timeout=_KEEPALIVE)
+                    except TimeoutError:
+                        yield b": keepalive\n\n"
+                        continue
+                    yield _sse(message)
+            finally:
+                if downstream.stream is queue:
+                    downstream.stream = None
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={_SESSION: sid, "cache-control": "no-cache"}
+        )
+
+    async def _delete(self, request: Request, route: Route) -> Response:
+        sid = request.headers.get(_SESSION)
+        entry = self.sessions.get(sid or "")
+        if sid is None or entry is None or entry[0] is not route:
+            return _rpc_error(404, -32001, "session not found")
+        del self.sessions[sid]
+        session = entry[1].session
+        if session is not None:
+            await session.close()
+        return Response(status_code=200)
+
+    async def reap(self, idle: float) -> None:
+        """Close sessions nobody used for ``idle`` seconds: their processes are not free."""
+        while True:
+            await asyncio.sleep(min(idle, 60.0))
+            now = time.monotonic()
+            for sid, (_, downstream) in list(self.sessions.items()):
+                session = downstream.session
+                if (
+                    session is not None
+                    and now - session.last_used > idle
+                    and session.channel.pending == 0
+                    and downstream.stream is None
+                ):
+                    self.sessions.pop(sid, None)
+                    with contextlib.suppress(Exception):
+                        await session.close()
+
+    async def close(self) -> None:
+        for _, downstream in list(self.sessions.values()):
+            if downstream.session is not None:
+                with contextlib.suppress(Exception):
+                    await downstream.session.close()
+        self.sessions.clear()

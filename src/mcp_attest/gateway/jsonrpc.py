@@ -1,0 +1,69 @@
+"""The few JSON-RPC shapes the gateway inspects or builds itself.
+
+The gateway is a message-level proxy: it reads a message only as far as it
+must (method, id, the params of a ``tools/call``) and forwards everything
+else byte-for-byte in meaning, so MCP features it does not know about keep
+working through it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "INTERNAL_ERROR",
+    "INVALID_REQUEST",
+    "PARSE_ERROR",
+    "UPSTREAM_TIMEOUT",
+    "UPSTREAM_UNAVAILABLE",
+    "Message",
+    "dumps",
+    "error_response",
+    "gateway_error_result",
+    "is_notification",
+    "is_request",
+    "is_response",
+]
+
+Message = dict[str, Any]
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+INTERNAL_ERROR = -32603
+UPSTREAM_TIMEOUT = -32001
+UPSTREAM_UNAVAILABLE = -32002
+
+
+def is_request(message: Message) -> bool:
+    return "method" in message and "id" in message
+
+
+def is_notification(message: Message) -> bool:
+    return "method" in message and "id" not in message
+
+
+def is_response(message: Message) -> bool:
+    return "method" not in message and "id" in message and ("result" in message or "error" in message)
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> Message:
+    error: Message = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+def gateway_error_result(reason: str, detail: str) -> Message:
+    """A refusal of the gateway's own (pinning, signing), shaped like V10.
+
+    Its ``gatewayError`` marker keeps it distinct from an attestation
+    verdict, whose ``reason`` is by contract one of the draft's eight values.
+    """
+    text = orjson.dumps({"gatewayError": True, "reason": reason, "detail": detail}).decode()
+    return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+def dumps(message: Message) -> bytes:
+    return orjson.dumps(message)

@@ -1,0 +1,114 @@
+"""Prometheus text exposition without a client library.
+
+Four metric families do not justify a dependency; the text format is small
+and stable, and keeping it here means the gateway extra needs nothing the
+``mcp`` extra does not already bring.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+from collections import Counter
+
+__all__ = ["Metrics"]
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+    return "{" + inner + "}" if inner else ""
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    """Counters and one latency histogram, safe to bump from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.calls: Counter[tuple[str, str]] = Counter()
+        self.verdicts: Counter[tuple[str, str]] = Counter()
+        self.errors: Counter[str] = Counter()
+        self._hist = [0] * (len(_BUCKETS) + 1)
+        self._hist_sum = 0.0
+        self._hist_count = 0
+        self.upstream_restarts: Counter[str] = Counter()
+
+    def call(self, upstream: str, outcome: str) -> None:
+        """A ``tools/call`` the gateway handled: forwarded, rejected or failed."""
+        with self._lock:
+            self.calls[(upstream, outcome)] += 1
+
+    def verdict(self, upstream: str, reason: str) -> None:
+        """``reason`` is ``accepted`` or one of the profile's eight values."""
+        with self._lock:
+            self.verdicts[(upstream, reason)] += 1
+
+    def error(self, kind: str) -> None:
+        """A protocol fault on either side (bad input, upstream timeout, ...)."""
+        with self._lock:
+            self.errors[kind] += 1
+
+    def restart(self, upstream: str) -> None:
+        with self._lock:
+            self.upstream_restarts[upstream] += 1
+
+    def observe(self, seconds: float) -> None:
+        """Latency of one ``tools/call`` through the gateway, decision to response."""
+        with self._lock:
+            self._hist[bisect.bisect_left(_BUCKETS, seconds)] += 1
+            self._hist_sum += seconds
+            self._hist_count += 1
+
+    def render(self) -> str:
+        """The text exposition format, version 0.0.4."""
+        out: list[str] = []
+        with self._lock:
+            out += [
+                "# HELP mcp_attest_gateway_calls_total tools/call requests by upstream and outcome.",
+                "# TYPE mcp_attest_gateway_calls_total counter",
+            ]
+            out += [
+                f"mcp_attest_gateway_calls_total{_labels(upstream=u, outcome=o)} {n}"
+                for (u, o), n in sorted(self.calls.items())
+            ]
+            out += [
+                "# HELP mcp_attest_gateway_verdicts_total Verification verdicts by upstream and reason.",
+                "# TYPE mcp_attest_gateway_verdicts_total counter",
+            ]
+            out += [
+                f"mcp_attest_gateway_verdicts_total{_labels(upstream=u, reason=r)} {n}"
+                for (u, r), n in sorted(self.verdicts.items())
+            ]
+            out += [
+                "# HELP mcp_attest_gateway_errors_total Protocol faults by kind.",
+                "# TYPE mcp_attest_gateway_errors_total counter",
+            ]
+            out += [
+                f"mcp_attest_gateway_errors_total{_labels(kind=k)} {n}"
+                for k, n in sorted(self.errors.items())
+            ]
+            out += [
+                "# HELP mcp_attest_gateway_upstream_restarts_total Restarts of stdio upstream processes.",
+                "# TYPE mcp_attest_gateway_upstream_restarts_total counter",
+            ]
+            out += [
+                f"mcp_attest_gateway_upstream_restarts_total{_labels(upstream=u)} {n}"
+                for u, n in sorted(self.upstream_restarts.items())
+            ]
+            out += [
+                "# HELP mcp_attest_gateway_call_seconds Latency of tools/call through the gateway.",
+                "# TYPE mcp_attest_gateway_call_seconds histogram",
+            ]
+            cumulative = 0
+            for bound, count in zip((*_BUCKETS, float("inf")), self._hist, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else repr(bound)
+                out.append(f"mcp_attest_gateway_call_seconds_bucket{_labels(le=le)} {cumulative}")
+            out.append(f"mcp_attest_gateway_call_seconds_sum {self._hist_sum}")
+            out.append(f"mcp_attest_gateway_call_seconds_count {self._hist_count}")
+        return "\n".join(out) + "\n"

@@ -1,0 +1,210 @@
+"""What the gateway does to a ``tools/call`` for one upstream: verify, or sign.
+
+Verification goes through the MCP integration's ``AttestationGuard``, the
+same code an SDK server runs, so a call is judged identically whether the
+guard sits inside the server or in front of it (same envelope sources,
+same V11 header rule, same V10 rejection text, same capability object).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Keyring, Verdict, Verifier, VerifierPolicy
+from mcp_attest.canonical import CanonicalizationError
+from mcp_attest.gateway.config import GatewayConfig, UpstreamConfig
+from mcp_attest.gateway.jsonrpc import Message, gateway_error_result
+from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway.pins import PinStore
+from mcp_attest.mcp import AttestationGuard
+from mcp_attest.replay import ReplayStore
+from mcp_attest.transport import encode_header
+
+__all__ = ["AuditSink", "Decision", "Route", "build_guard", "build_issuer"]
+
+logger = logging.getLogger("mcp_attest.gateway")
+
+INTENT_HEADER = "x-mcp-intent"
+_MAX_INTENT_BYTES = 4096
+
+
+class AuditSink(Protocol):
+    """The audit log's append, as the gateway uses it (``mcp_attest.audit.AuditLog``)."""
+
+    def append(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> Any: ...
+
+
+@dataclass(slots=True)
+class Decision:
+    """Either a result the gateway answers itself, or the params to forward."""
+
+    reply: Message | None = None
+    params: Message | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    outcome: str = "forwarded"
+
+
+def build_guard(
+    config: GatewayConfig, upstream: UpstreamConfig, keyring: Keyring, store: ReplayStore
+) -> AttestationGuard:
+    v = config.verify
+    policy = VerifierPolicy(
+        required=v.required,
+        args_binding=v.args_binding,
+        multi_server=v.multi_server,
+        include_detail=v.include_detail,
+        skew=v.skew,
+        max_ttl=v.max_ttl,
+    )
+    return AttestationGuard(Verifier(keyring, upstream.fingerprint, replay_store=store, policy=policy))
+
+
+def build_issuer(config: GatewayConfig, keyring: Keyring) -> Issuer:
+    i = config.issue
+    assert i.iss is not None
+    return Issuer(keyring, iss=i.iss, sub=i.sub, kid=i.kid)
+
+
+class Route:
+    """Everything the gateway knows about one upstream besides the connection."""
+
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        gateway: GatewayConfig,
+        metrics: Metrics,
+        *,
+        guard: AttestationGuard | None = None,
+        issuer: Issuer | None = None,
+        audit: AuditSink | None = None,
+        pins: PinStore | None = None,
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.metrics = metrics
+        self.guard = guard
+        self.issuer = issuer
+        self.audit = audit
+        self.pins = pins
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    # -- negotiation (PROFILE section 8) --------------------------------------
+
+    def advertise(self, result: Any) -> None:
+        """Add the server capability to an ``initialize`` / ``server/discover`` result.
+
+        Only in verify mode: there the gateway is the verifier the client
+        talks to. In issue mode the upstream's own advertisement is passed
+        through untouched, since it is the upstream that verifies.
+        """
+        if self.guard is None or not isinstance(result, dict):
+            return
+        capabilities = result.get("capabilities")
+        if isinstance(capabilities, dict):
+            self.guard.advertise(capabilities)
+
+    def prepare_initialize(self, message: Message) -> Message:
+        """In issue mode, tell the upstream this client (the gateway) attests."""
+        params = message.get("params")
+        if self.issuer is None or not isinstance(params, dict):
+            return message
+        capabilities = dict(params.get("capabilities") or {})
+        for place in ("extensions", "experimental"):
+            existing = capabilities.get(place)
+            merged = dict(existing) if isinstance(existing, dict) else {}
+            merged[CAPABILITY] = {"algorithms": [self.issuer.alg]}
+            capabilities[place] = merged
+        return {**message, "params": {**params, "capabilities": capabilities}}
+
+    def observe_tools(self, result: Any) -> None:
+        if self.pins is not None and isinstance(result, dict):
+            self.pins.observe(result.get("tools"))
+
+    # -- tools/call -------------------------------------------------------------
+
+    async def decide(self, params: Message, headers: Mapping[str, str]) -> Decision:
+        """Verify or sign one call; never raises for anything a client sends."""
+        tool, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(tool, str) or not (arguments is None or isinstance(arguments, dict)):
+            return Decision(
+                reply=gateway_error_result("invalid_params", "name must be a string and arguments an object"),
+                outcome="invalid",
+            )
+        args: dict[str, Any] = arguments or {}
+        if self.pins is not None:
+            why = self.pins.refusal(tool)
+            if why is not None:
+                self.metrics.verdict(self.name, "tool_definition_changed")
+                return Decision(
+                    reply=gateway_error_result("tool_definition_changed", why), outcome="rejected"
+                )
+        if self.guard is not None:
+            return await self._verify(tool, args, params, headers)
+        if self.issuer is not None:
+            return self._sign(tool, args, params, headers)
+        return Decision(params=params)
+
+    async def _verify(
+        self, tool: str, args: dict[str, Any], params: Message, headers: Mapping[str, str]
+    ) -> Decision:
+        assert self.guard is not None
+        meta = params.get("_meta")
+        meta = meta if isinstance(meta, dict) else None
+        verdict = await self.guard.check(tool, args, meta, headers)
+        self.metrics.verdict(self.name, "accepted" if verdict.accepted else str(verdict.reason))
+        if self.audit is not None:
+            try:
+                self.audit.append(verdict, tool=tool, arguments=args, envelope=(meta or {}).get(META_KEY))
+            except Exception:  # no record, no call: a decision must never go unrecorded (fail closed)
+                logger.exception("audit append failed; refusing the call")
+                self.metrics.error("audit_unavailable")
+                return Decision(
+                    reply=gateway_error_result("audit_unavailable", "the call could not be recorded"),
+                    outcome="failed",
+                )
+        if not verdict.accepted:
+            return Decision(
+                reply=self.guard.rejection(verdict).model_dump(by_alias=True, exclude_none=True, mode="json"),
+                outcome="rejected",
+            )
+        forward: dict[str, str] = {}
+        header = headers.get(HEADER_NAME.lower())
+        if header is not None and self.config.kind == "http":
+            forward[HEADER_NAME] = header
+        return Decision(params=params, headers=forward)
+
+    def _sign(self, tool: str, args: dict[str, Any], params: Message, headers: Mapping[str, str]) -> Decision:
+        assert self.issuer is not None
+        meta = params.get("_meta")
+        meta = dict(meta) if isinstance(meta, dict) else {}
+        if META_KEY in meta:  # the client attests for itself; never overwrite its plan
+            return Decision(params=params, outcome="passed")
+        intent = (headers.get(INTENT_HEADER) or "").strip() or self.gateway.issue.default_intent
+        if len(intent.encode("utf-8", "surrogatepass")) > _MAX_INTENT_BYTES:
+            return Decision(
+                reply=gateway_error_result("cannot_sign", "intent is longer than 4096 bytes"),
+                outcome="failed",
+            )
+        issue = self.gateway.issue
+        try:
+            envelope = self.issuer.sign(
+                tool=tool,
+                arguments=args,
+                server_fingerprint=self.config.fingerprint,
+                intent=intent,
+                commit=issue.commit,
+                exp_seconds=issue.exp_seconds,
+            )
+        except CanonicalizationError as exc:
+            return Decision(reply=gateway_error_result("cannot_sign", exc.detail), outcome="failed")
+        meta[META_KEY] = envelope.to_wire()
+        forward = (
+            {HEADER_NAME: encode_header(envelope)} if issue.header and self.config.kind == "http" else {}
+        )
+        return Decision(params={**params, "_meta": meta}, headers=forward, outcome="signed")
