@@ -28,8 +28,10 @@ __all__ = [
     "canonicalize",
     "canonicalize_arguments",
     "check_envelope_value",
+    "dumps_sorted",
     "parse_arguments",
     "parse_envelope_json",
+    "proven_clean",
 ]
 
 MAX_ENVELOPE_BYTES = 64 * 1024
@@ -37,6 +39,8 @@ MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
 _BOM = b"\xef\xbb\xbf"
 _SORT = orjson.OPT_SORT_KEYS
+# Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
+_CONTAINERS = (dict, list)
 
 
 class CanonicalizationError(ValueError):
@@ -65,11 +69,11 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
 
     The fast path lets orjson parse and then proves the result clean: no
     ``\\u`` escape in the input (so no lone surrogate and no escaped colon),
-    no float, no zero (which could have been ``-0``), no integer beyond
-    2^53-1, depth within bounds, and as many structural colons as object
-    members (so no duplicate key was silently merged). Anything it cannot
-    prove goes to the slow reader, which is authoritative and names the
-    exact defect.
+    and ``proven_clean`` holds. orjson keeps the last of duplicate keys
+    silently; without escapes every colon inside a string is literal in
+    both input and orjson's output, so equal colon counts prove that no
+    member was merged. Anything unproven goes to the slow reader, which is
+    authoritative and names the exact defect.
     """
     if len(data) > MAX_ENVELOPE_BYTES:
         _fail("malformed.too_large", f"envelope is {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
@@ -79,41 +83,48 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            pass
-        else:
-            if type(obj) is dict:
-                census = [0, 0]
-                if _clean_walk(obj, 1, census) and data.count(b":") == census[0] + census[1]:
-                    return obj
+            obj = None
+        if type(obj) is dict and proven_clean(obj) and data.count(b":") == orjson.dumps(obj).count(b":"):
+            return obj
     return _slow_parse_envelope(data)
 
 
-def _clean_walk(value: Any, depth: int, census: list[int]) -> bool:
-    """Return True when ``value`` is provably C2-clean; count members and colons.
+def dumps_sorted(value: Any) -> bytes:
+    """orjson's sorted compact form: equal to JCS for values ``proven_clean`` accepts."""
+    return orjson.dumps(value, option=_SORT)
 
-    ``census[0]`` counts object members, ``census[1]`` the colons inside
-    every string (keys included). Without ``\\u`` escapes each of those
-    colons is one literal colon in the input, so the input's colon count
-    equals their sum exactly when no key was duplicated.
+
+def proven_clean(value: Any, depth: int = 1) -> bool:
+    """True when ``value`` provably holds nothing C2 refuses and JCS equals orjson's output.
+
+    It refuses (returns False, never raises) floats, zero (which may have
+    been ``-0``), integers beyond 2^53-1, keys outside the BMP (JCS sorts
+    by UTF-16 code unit, orjson by code point), non-JSON types and depth
+    beyond the cap. Leaves are checked inline: this runs on every call.
     """
     if depth > MAX_DEPTH:
         return False
     t = type(value)
     if t is dict:
-        census[0] += len(value)
         for k, v in value.items():
-            census[1] += k.count(":")
-            if not _clean_walk(v, depth + 1, census):
+            if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
+                return False
+            tv = type(v)
+            if tv is str:
+                continue
+            if tv is int:
+                if not (0 < v <= MAX_SAFE_INTEGER or -MAX_SAFE_INTEGER <= v < 0):
+                    return False
+            elif not proven_clean(v, depth + 1):
                 return False
         return True
-    if t is str:
-        census[1] += value.count(":")
+    if t is list:
+        return all(proven_clean(v, depth + 1) for v in value)
+    if t is str or t is bool or value is None:
         return True
     if t is int:
         return bool(0 < value <= MAX_SAFE_INTEGER or -MAX_SAFE_INTEGER <= value < 0)
-    if t is list:
-        return all(_clean_walk(v, depth + 1, census) for v in value)
-    return t is bool or value is None
+    return False
 
 
 def _reject_float(token: str) -> NoReturn:
@@ -175,7 +186,7 @@ def _slow_parse_envelope(data: bytes) -> dict[str, Any]:
 
 def _check_strings_and_depth(value: Any, depth: int, prefix: str) -> None:
     """Refuse lone surrogates and excess depth, which ``json`` lets through."""
-    if depth > MAX_DEPTH:
+    if depth > MAX_DEPTH and type(value) in _CONTAINERS:
         _fail(f"{prefix}.depth", f"nesting deeper than {MAX_DEPTH}")
     t = type(value)
     if t is str:
@@ -213,7 +224,7 @@ def check_envelope_value(value: Any) -> dict[str, Any]:
 
 
 def _check_value(value: Any, depth: int) -> None:
-    if depth > MAX_DEPTH:
+    if depth > MAX_DEPTH and type(value) in _CONTAINERS:
         _fail("malformed.depth", f"nesting deeper than {MAX_DEPTH}")
     t = type(value)
     if t is dict:
@@ -336,24 +347,31 @@ def _fast_ok(value: Any, depth: int) -> bool:
     orjson sorts keys by code point and JCS by UTF-16 code unit; the two
     orders agree unless a key holds a character outside the BMP. Floats are
     formatted differently by the two, and integers beyond 2^53-1 need the C3
-    exactness check, so both take the slow path.
+    exactness check, so both take the slow path. Unlike ``proven_clean``,
+    zero is fine here: a Python int has no negative zero.
     """
     if depth > MAX_DEPTH:
         return False
     t = type(value)
-    if t is str or t is bool or value is None:
-        return True
-    if t is int:
-        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     if t is dict:
         for k, v in value.items():
             if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                 return False
-            if not _fast_ok(v, depth + 1):
+            tv = type(v)
+            if tv is str or tv is bool or v is None:
+                continue
+            if tv is int:
+                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
+                    return False
+            elif not _fast_ok(v, depth + 1):
                 return False
         return True
     if t is list:
         return all(_fast_ok(v, depth + 1) for v in value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
     return False
 
 
@@ -387,7 +405,7 @@ def _utf16_key(key: str) -> bytes:
 
 
 def _write(value: Any, parts: list[str], depth: int) -> None:
-    if depth > MAX_DEPTH:
+    if depth > MAX_DEPTH and isinstance(value, dict | list | tuple):
         _fail("canonical.depth", f"nesting deeper than {MAX_DEPTH}")
     if value is None:
         parts.append("null")

@@ -13,8 +13,7 @@ import calendar
 import functools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn, TypeGuard
 
 import orjson
 
@@ -22,7 +21,9 @@ from mcp_attest.canonical import (
     MAX_ENVELOPE_BYTES,
     CanonicalizationError,
     canonicalize,
+    dumps_sorted,
     parse_envelope_json,
+    proven_clean,
 )
 
 __all__ = [
@@ -106,8 +107,7 @@ def parse_iat(text: str) -> float:
     return calendar.timegm((year, month, day, hour, minute, second)) + frac
 
 
-@dataclass(frozen=True, slots=True)
-class IssuerAsserted:
+class IssuerAsserted(NamedTuple):
     """Who signs and when: the issuer's own claims, trusted only after V3."""
 
     alg: str
@@ -119,8 +119,7 @@ class IssuerAsserted:
     nonce: str
 
 
-@dataclass(frozen=True, slots=True)
-class PlannerDeclared:
+class PlannerDeclared(NamedTuple):
     """Why: the intent the planner declared for the plan."""
 
     intent: str
@@ -128,16 +127,14 @@ class PlannerDeclared:
     planner_ref: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class ArgsRef:
+class ArgsRef(NamedTuple):
     """A reference to the JCS bytes of the arguments and their digest (A2)."""
 
     uri: str
     digest: str
 
 
-@dataclass(frozen=True, slots=True)
-class ToolCall:
+class ToolCall(NamedTuple):
     """One planned call: which tool on which server with which arguments."""
 
     name: str
@@ -146,20 +143,44 @@ class ToolCall:
     args_projection: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """A schema-valid envelope and the exact wire object it came from."""
+class Envelope(NamedTuple):
+    """A schema-valid envelope and the exact wire object it came from.
+
+    Immutable value types are NamedTuples rather than frozen dataclasses:
+    a verifier builds several per call, and a frozen dataclass pays one
+    ``object.__setattr__`` per field.
+    """
 
     issuer_asserted: IssuerAsserted
     planner_declared: PlannerDeclared
     tool_calls: tuple[ToolCall, ...]
     signature: str
     unknown_fields: tuple[str, ...]
-    _wire: Mapping[str, Any]
+    wire: Mapping[str, Any]
+    proven_input: bytes | None = None
 
     @classmethod
     def from_json(cls, data: bytes, *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
-        """Strict parse (C2) then schema (E1-E8)."""
+        """Strict parse (C2) then schema (E1-E8), with a proven fast path.
+
+        The fast path lets orjson parse, runs the schema check (which pins
+        the type of every known field), walks only unknown subtrees, and
+        writes the signing input with orjson. It then proves no duplicate
+        key was merged: without ``\\u`` escapes every colon inside a string
+        is literal in both input and output, so the input has exactly one
+        more colon than the signing input (the ``signature`` member) iff
+        the parser saw every member. Anything unproven, including every
+        error, is decided again by the strict reader so details are exact.
+        """
+        if len(data) <= MAX_ENVELOPE_BYTES and b"\\u" not in data and not data.startswith(b"\xef\xbb\xbf"):
+            try:
+                obj = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                obj = None
+            if type(obj) is dict:
+                env = _fast_envelope(obj, data, max_ttl)
+                if env is not None:
+                    return env
         try:
             obj = parse_envelope_json(data)
         except CanonicalizationError as exc:
@@ -175,7 +196,8 @@ class Envelope:
         """
         if not isinstance(obj, dict):
             _bad("malformed.not_object", "envelope is not an object")
-        unknown: list[str] = [_pointer(k) for k in obj.keys() - _TOP]
+        extra = obj.keys() - _TOP
+        unknown: list[str] = [_pointer(k) for k in extra] if extra else []
         ia = _block(obj, "issuerAsserted", _ISSUER, unknown)
         pd = _block(obj, "plannerDeclared", _PLANNER, unknown)
         pl = _block(obj, "payloadDerived", _PAYLOAD, unknown)
@@ -205,24 +227,148 @@ class Envelope:
             planner_ref=_optional(pd, "plannerRef", "/plannerDeclared"),
         )
         calls = _tool_calls(pl, unknown)
-        return cls(issuer, planner, calls, signature, tuple(sorted(unknown)), obj)
+        return cls(issuer, planner, calls, signature, tuple(sorted(unknown)) if unknown else (), obj)
 
     def to_wire(self) -> dict[str, Any]:
         """A deep copy of the wire object; the envelope itself stays immutable."""
-        return orjson.loads(orjson.dumps(self._wire))  # type: ignore[no-any-return]
+        return orjson.loads(orjson.dumps(self.wire))  # type: ignore[no-any-return]
 
     def to_json(self) -> bytes:
         """The envelope as canonical JSON bytes (what the header transport encodes)."""
-        return canonicalize(self._wire)
+        return canonicalize(self.wire)
 
     def signing_input(self) -> bytes:
         """C1: JCS of the wire object minus the top-level ``signature``."""
-        return signing_input(self._wire)
+        if self.proven_input is not None:
+            return self.proven_input
+        return signing_input(self.wire)
 
-    @property
-    def wire(self) -> Mapping[str, Any]:
-        """Read-only view for code that must not copy (the verifier's hot path)."""
-        return self._wire
+
+def _fast_envelope(obj: dict[str, Any], data: bytes, max_ttl: int) -> Envelope | None:
+    """The fast path of ``from_json``; ``None`` means "not proven, ask the strict reader"."""
+    env = _typical(obj, max_ttl)
+    if env is None:
+        try:
+            env = Envelope.from_wire(obj, max_ttl=max_ttl)
+        except MalformedEnvelope:
+            return None
+    for pointer in env.unknown_fields:
+        # The pointer holds the unknown key itself: keep non-BMP keys off the fast path.
+        if max(pointer) > "\uffff" or not proven_clean(_lookup(obj, pointer), pointer.count("/") + 1):
+            return None
+    body = {k: v for k, v in obj.items() if k != "signature"}
+    proven = dumps_sorted(body)
+    if data.count(b":") != proven.count(b":") + 1:
+        return None
+    return Envelope(*env[:-1], proven)
+
+
+def _ok(value: Any, limit: int) -> TypeGuard[str]:
+    return type(value) is str and len(value) > 0 and len(value) * 4 <= limit
+
+
+def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
+    """Schema check of the common shape in one pass, or ``None`` to defer.
+
+    Accepts only envelopes with no unknown field whose every value passes
+    the E-rules through the cheapest test that proves it (a string of at
+    most limit/4 characters cannot exceed limit UTF-8 bytes). Anything
+    else, valid or not, is left to ``Envelope.from_wire``, which gives the
+    exact detail; this function never rejects.
+    """
+    ia: Any = obj.get("issuerAsserted")
+    pd: Any = obj.get("plannerDeclared")
+    pl: Any = obj.get("payloadDerived")
+    sig: Any = obj.get("signature")
+    if not (
+        len(obj) == 4
+        and type(ia) is dict
+        and type(pd) is dict
+        and type(pl) is dict
+        and type(sig) is str
+        and len(ia) == 7
+        and len(pl) == 1
+        and pd.keys() <= _PLANNER
+    ):
+        return None
+    alg, iss, sub, kid = ia.get("alg"), ia.get("iss"), ia.get("sub"), ia.get("secretVersion")
+    iat, exp, nonce, intent = ia.get("iat"), ia.get("expSeconds"), ia.get("nonce"), pd.get("intent")
+    calls = pl.get("toolCalls")
+    if not (
+        type(alg) is str
+        and len(sig) == _SIGNATURE_HEX.get(alg, -1)
+        and _LOWER_HEX.fullmatch(sig)
+        and _ok(iss, _IDENT_LIMIT)
+        and _ok(sub, _IDENT_LIMIT)
+        and _ok(kid, _IDENT_LIMIT)
+        and type(iat) is str
+        and _iat_ok(iat)
+        and type(exp) is int
+        and 1 <= exp <= max_ttl
+        and _ok(nonce, _NONCE_LIMIT)
+        and len(nonce) * 3 // 4 >= _MIN_NONCE_BYTES
+        and len(nonce) % 4 != 1
+        and _B64URL.fullmatch(nonce)
+        and _ok(intent, _INTENT_LIMIT)
+        and type(calls) is list
+        and 1 <= len(calls) <= MAX_TOOL_CALLS
+    ):
+        return None
+    capability, planner_ref = pd.get("requestedCapability"), pd.get("plannerRef")
+    if (capability is not None and not _ok(capability, 1 << 62)) or (
+        planner_ref is not None and not _ok(planner_ref, 1 << 62)
+    ):
+        return None
+    entries = []
+    for call in calls:
+        if type(call) is not dict or not call.keys() <= _CALL:
+            return None
+        name: Any = call.get("name")
+        fingerprint: Any = call.get("serverFingerprint")
+        projection: Any = call.get("argsProjection")
+        ref: Any = call.get("argsRef")
+        if not (_ok(name, _IDENT_LIMIT) and _ok(fingerprint, _IDENT_LIMIT)):
+            return None
+        if projection is not None and not _ok(projection, 1 << 62):
+            return None
+        args_ref = None
+        if ref is not None:
+            if type(ref) is not dict or len(ref) != 2:
+                return None
+            uri: Any = ref.get("uri")
+            digest: Any = ref.get("digest")
+            if not (_ok(uri, 1 << 62) and type(digest) is str and len(digest) == 43):
+                return None
+            if not _B64URL.fullmatch(digest):
+                return None
+            args_ref = ArgsRef(uri, digest)
+        elif projection is None:
+            return None
+        entries.append(ToolCall(name, fingerprint, args_ref, projection))
+    return Envelope(
+        IssuerAsserted(alg, iss, sub, kid, iat, exp, nonce),
+        PlannerDeclared(intent, capability, planner_ref),
+        tuple(entries),
+        sig,
+        (),
+        obj,
+    )
+
+
+def _iat_ok(text: str) -> bool:
+    try:
+        parse_iat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _lookup(obj: Mapping[str, Any], pointer: str) -> Any:
+    node: Any = obj
+    for part in pointer[1:].split("/"):
+        key = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(key)] if type(node) is list else node[key]
+    return node
 
 
 def signing_input(wire: Mapping[str, Any]) -> bytes:
@@ -235,19 +381,23 @@ def _pointer(*parts: str | int) -> str:
 
 
 def _block(obj: Mapping[str, Any], name: str, known: frozenset[str], unknown: list[str]) -> Any:
-    if name not in obj:
-        _bad("malformed.missing_field", f"/{name} is missing")
-    block = obj[name]
+    block = obj.get(name)
     if type(block) is not dict:
+        if name not in obj:
+            _bad("malformed.missing_field", f"/{name} is missing")
         _bad("malformed.type", f"/{name} is not an object")
-    unknown.extend(_pointer(name, k) for k in block.keys() - known)
+    extra = block.keys() - known
+    if extra:
+        unknown.extend(_pointer(name, k) for k in extra)
     return block
 
 
 def _string(obj: Mapping[str, Any], key: str, path: str, limit: int | None) -> str:
+    value = obj.get(key)
+    if type(value) is str and value and (limit is None or len(value) * 4 <= limit):
+        return value  # the common case, decided without encoding
     if key not in obj:
         _bad("malformed.missing_field", f"{path} is missing")
-    value = obj[key]
     if type(value) is not str:
         _bad("malformed.type", f"{path} is not a string")
     if not value:
@@ -286,11 +436,9 @@ def _exp_seconds(ia: Mapping[str, Any], max_ttl: int) -> int:
 
 def _nonce(ia: Mapping[str, Any]) -> str:
     text = _string(ia, "nonce", "/issuerAsserted/nonce", _NONCE_LIMIT)
-    try:
-        raw = b64url_decode(text)
-    except ValueError:
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
         _bad("malformed.nonce", "/issuerAsserted/nonce is not unpadded base64url")
-    if len(raw) < _MIN_NONCE_BYTES:
+    if len(text) * 3 // 4 < _MIN_NONCE_BYTES:  # decoded length, without decoding
         _bad(
             "malformed.nonce",
             f"/issuerAsserted/nonce decodes to fewer than {_MIN_NONCE_BYTES} bytes",
@@ -306,22 +454,24 @@ def _tool_calls(payload: Mapping[str, Any], unknown: list[str]) -> tuple[ToolCal
         _bad("malformed.type", "/payloadDerived/toolCalls is not an array")
     if not 1 <= len(calls) <= MAX_TOOL_CALLS:
         _bad("malformed.tool_calls", f"toolCalls must have 1..{MAX_TOOL_CALLS} entries")
-    return tuple(_tool_call(i, c, unknown) for i, c in enumerate(calls))
+    return tuple([_tool_call(i, c, unknown) for i, c in enumerate(calls)])
 
 
 def _tool_call(index: int, call: Any, unknown: list[str]) -> ToolCall:
     base = f"/payloadDerived/toolCalls/{index}"
     if type(call) is not dict:
         _bad("malformed.type", f"{base} is not an object")
-    unknown.extend(_pointer("payloadDerived", "toolCalls", index, k) for k in call.keys() - _CALL)
+    extra = call.keys() - _CALL
+    if extra:
+        unknown.extend(_pointer("payloadDerived", "toolCalls", index, k) for k in extra)
     ref = None
     if "argsRef" in call:
         raw_ref = call["argsRef"]
         if type(raw_ref) is not dict:
             _bad("malformed.type", f"{base}/argsRef is not an object")
-        unknown.extend(
-            _pointer("payloadDerived", "toolCalls", index, "argsRef", k) for k in raw_ref.keys() - _REF
-        )
+        extra = raw_ref.keys() - _REF
+        if extra:
+            unknown.extend(_pointer("payloadDerived", "toolCalls", index, "argsRef", k) for k in extra)
         digest = _string(raw_ref, "digest", f"{base}/argsRef/digest", None)
         if len(digest) != 43 or not _B64URL.fullmatch(digest):
             _bad("malformed.digest", f"{base}/argsRef/digest is not a base64url SHA-256")

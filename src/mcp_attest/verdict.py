@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -45,9 +44,11 @@ def format_rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(NamedTuple):
     """What the verifier asserts about one tools/call.
+
+    A NamedTuple, not a frozen dataclass: one is built per call, and a
+    frozen dataclass pays an ``object.__setattr__`` per field.
 
     Every identity field is filled only once the signature has verified
     (so a rejected envelope never contributes unauthenticated claims to the

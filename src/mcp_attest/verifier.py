@@ -24,7 +24,6 @@ from mcp_attest.canonical import (
     canonicalize_arguments,
     check_envelope_value,
     parse_arguments,
-    parse_envelope_json,
 )
 from mcp_attest.envelope import (
     DEFAULT_MAX_TTL,
@@ -33,7 +32,6 @@ from mcp_attest.envelope import (
     ToolCall,
     b64url_encode,
     parse_iat,
-    signing_input,
 )
 from mcp_attest.keys import Keyring
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, StoreUnavailable, replay_key
@@ -225,14 +223,29 @@ class Verifier:
                 raw = decode_header(header)
             except HeaderError:
                 _reject(Reason.SIGNATURE_INVALID, "malformed.header")
-            from_header = _strict(raw)
-        obj = from_header if envelope is None else _strict(envelope)
-        assert obj is not None  # V0 already handled "neither transport"
-        if from_header is not None and canonicalize(obj) != canonicalize(from_header):
+            from_header = self._envelope(raw)
+        if envelope is None:
+            assert from_header is not None  # V0 handled "neither transport"
+            return from_header
+        env = self._envelope(envelope)
+        if from_header is not None and canonicalize(env.wire) != canonicalize(from_header.wire):
             _reject(Reason.SIGNATURE_INVALID, "transport.conflict")
+        return env
+
+    def _envelope(self, envelope: bytes | bytearray | str | Mapping[str, Any]) -> Envelope:
+        """C2 and E1-E8 for every way an envelope can arrive."""
+        max_ttl = self.policy.max_ttl
         try:
-            return Envelope.from_wire(obj, max_ttl=self.policy.max_ttl)
-        except MalformedEnvelope as exc:
+            if isinstance(envelope, bytes | bytearray):
+                return Envelope.from_json(bytes(envelope), max_ttl=max_ttl)
+            if isinstance(envelope, str):
+                try:
+                    data = envelope.encode("utf-8")
+                except UnicodeEncodeError:
+                    _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
+                return Envelope.from_json(data, max_ttl=max_ttl)
+            return Envelope.from_wire(check_envelope_value(envelope), max_ttl=max_ttl)
+        except (MalformedEnvelope, CanonicalizationError) as exc:
             _reject(Reason.SIGNATURE_INVALID, exc.detail)
 
     def _v2_key(self, env: Envelope) -> Key:
@@ -249,7 +262,7 @@ class Verifier:
 
     def _v3_signature(self, call: _Call, env: Envelope, key: Key) -> None:
         """V3 over the C1 bytes; A1's id is the hash of the same bytes."""
-        data = signing_input(env.wire)
+        data = env.signing_input()
         call.signed_input = data
         call.attestation_id = hashlib.sha256(data).hexdigest()
         if not key.verify(env.signature, data):
@@ -413,19 +426,3 @@ def _arguments_jcs(arguments: Mapping[str, Any] | bytes) -> bytes:
     if isinstance(arguments, bytes):
         return canonicalize(parse_arguments(arguments))
     return canonicalize_arguments(arguments)
-
-
-def _strict(envelope: EnvelopeInput) -> dict[str, Any]:
-    """C2 for every way an envelope can arrive."""
-    try:
-        if isinstance(envelope, bytes | bytearray):
-            return parse_envelope_json(bytes(envelope))
-        if isinstance(envelope, str):
-            try:
-                data = envelope.encode("utf-8")
-            except UnicodeEncodeError:
-                _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
-            return parse_envelope_json(data)
-        return check_envelope_value(envelope)
-    except CanonicalizationError as exc:
-        _reject(Reason.SIGNATURE_INVALID, exc.detail)

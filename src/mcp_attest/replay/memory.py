@@ -40,8 +40,10 @@ class InMemoryReplayStore:
 
     def _reset(self, slots: int) -> None:
         self._slots = slots
-        self._mask = slots - 1
         self._table = bytearray(slots * _SLOT)
+        # One attribute, swapped atomically, so a lock-free reader never
+        # pairs a new mask with an old table.
+        self._state = (self._table, slots - 1)
         self._used = 0
 
     def __len__(self) -> int:
@@ -55,18 +57,18 @@ class InMemoryReplayStore:
 
     def _find(self, k: bytes) -> tuple[int, int]:
         """Return (slot offset, stored expiry or 0 when the slot is empty)."""
-        table = self._table
-        index = int.from_bytes(k[:8], "little") & self._mask
+        table, mask = self._state
+        index = int.from_bytes(k[:8], "little") & mask
         while True:
             off = index * _SLOT
             exp = _EXP.unpack_from(table, off + _KEY)[0]
             if exp == 0 or table[off : off + _KEY] == k:
                 return off, exp
-            index = (index + 1) & self._mask
+            index = (index + 1) & mask
 
     def is_claimed(self, key: bytes, now: float) -> bool:
-        with self._lock:
-            _, exp = self._find(key[:_KEY])
+        """Lock-free: a stale answer is harmless because ``claim`` decides under the lock."""
+        _, exp = self._find(key[:_KEY])
         return exp > now
 
     def claim(self, key: bytes, expires_at: float, now: float) -> bool:
@@ -77,7 +79,7 @@ class InMemoryReplayStore:
             if exp > now:
                 return False
             if exp == 0:
-                if (self._used + 1) * 2 > self._slots:
+                if (self._used + 1) * 2 > self._slots or self._used >= self.max_entries:
                     self._compact(now)
                     off, _ = self._find(k)
                 self._used += 1
