@@ -17,7 +17,6 @@ import gc
 import hmac
 import os
 import platform
-import statistics
 import sys
 import time
 import tracemalloc
@@ -72,7 +71,9 @@ def _raw_verifier(key: Any, message: bytes, signature_hex: str) -> Callable[[], 
     """The baseline: what a caller holding the key does with cryptography/hmac directly."""
     if isinstance(key, HS256Key):
         secret = key._secret
-        return lambda: hmac.compare_digest(hmac.digest(secret, message, "sha256").hex(), signature_hex) and None
+        return lambda: (
+            hmac.compare_digest(hmac.digest(secret, message, "sha256").hex(), signature_hex) and None
+        )
     if isinstance(key, ES256Key):
         der = encode_dss_signature(int(signature_hex[:64], 16), int(signature_hex[64:], 16))
         public = key._public
@@ -89,7 +90,9 @@ def bench_verify(alg: str, n: int, repeats: int) -> dict[str, Any]:
     ring = Keyring({"agent://bench": {"k1": key}})
     issuer = Issuer(ring, iss="agent://bench", sub="user:alice")
     wires = [
-        issuer.sign(tool="delete_file", arguments=ARGS, server_fingerprint=SERVER, intent="archive report").to_json()
+        issuer.sign(
+            tool="delete_file", arguments=ARGS, server_fingerprint=SERVER, intent="archive report"
+        ).to_json()
         for _ in range(n * repeats)
     ]
     size = len(wires[0])
@@ -108,7 +111,13 @@ def bench_verify(alg: str, n: int, repeats: int) -> dict[str, Any]:
             verdict = verifier.verify(wire, tool="delete_file", arguments=ARGS)
         best = min(best, (time.perf_counter() - start) / n)
         assert verdict.accepted, verdict
-    return {"alg": alg, "wire_bytes": size, "raw_us": raw_t * 1e6, "ours_us": best * 1e6, "ratio": best / raw_t}
+    return {
+        "alg": alg,
+        "wire_bytes": size,
+        "raw_us": raw_t * 1e6,
+        "ours_us": best * 1e6,
+        "ratio": best / raw_t,
+    }
 
 
 def bench_canonical(n: int, repeats: int) -> list[dict[str, Any]]:
@@ -174,18 +183,24 @@ def main() -> int:
     for alg in ("HS256", "ES256", "RS256"):
         r = bench_verify(alg, max(100, counts[alg] // scale), 5)
         met = "yes" if r["ratio"] <= targets[alg] else "NO"
-        print(f"{alg:6} {r['wire_bytes']:>7} {r['raw_us']:>8.2f} {r['ours_us']:>8.2f} "
-              f"{r['ratio']:>5.2f}x {targets[alg]:>6.1f}x  {met}")
+        print(
+            f"{alg:6} {r['wire_bytes']:>7} {r['raw_us']:>8.2f} {r['ours_us']:>8.2f} "
+            f"{r['ratio']:>5.2f}x {targets[alg]:>6.1f}x  {met}"
+        )
     print("\ncanonicalization vs rfc8785.dumps (byte-identical), target >= 10x")
     for row in bench_canonical(max(200, 20_000 // scale), 5):
         met = "yes" if row["speedup"] >= 10 else "NO"
-        print(f"{row['what']:14} rfc8785 {row['rfc8785_us']:7.2f} us  ours {row['ours_us']:6.2f} us  "
-              f"{row['speedup']:5.1f}x  {met}")
+        print(
+            f"{row['what']:14} rfc8785 {row['rfc8785_us']:7.2f} us  ours {row['ours_us']:6.2f} us  "
+            f"{row['speedup']:5.1f}x  {met}"
+        )
     entries = 1_000_000 // scale
     mem = bench_replay_memory(entries)
     met = "yes" if mem["bytes_per_entry"] <= 100 else "NO"
-    print(f"\nin-memory replay store at {entries:,} live entries: {mem['bytes_per_entry']:.1f} B/entry "
-          f"(plain dict: {mem['dict_bytes_per_entry']:.1f}), target <= 100  {met}")
+    print(
+        f"\nin-memory replay store at {entries:,} live entries: {mem['bytes_per_entry']:.1f} B/entry "
+        f"(plain dict: {mem['dict_bytes_per_entry']:.1f}), target <= 100  {met}"
+    )
     return 0
 
 

@@ -247,7 +247,7 @@ def test_verify_malformed_envelope_is_verdict_exit_1(
 def test_verify_arguments_not_json_is_usage_error(
     ring: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sign, verify = ring
+    _, verify = ring
     bom = tmp_path / "bom.json"
     bom.write_bytes(b'\xef\xbb\xbf{"a":1}')
     env = tmp_path / "env.json"
@@ -264,7 +264,7 @@ def test_verify_uncanonicalizable_arguments_are_a_verdict(
     env = tmp_path / "env.json"
     env.write_text(_sign(capsys, sign, args_file))
     bad = tmp_path / "bad.json"
-    bad.write_text('{"path": "/tmp/a.txt", "n": %s}' % token)
+    bad.write_text(f'{{"path": "/tmp/a.txt", "n": {token}}}')
     assert main([*_verify(verify, bad), str(env), "--json"]) == 1
     facts = json.loads(capsys.readouterr().out)
     assert (facts["reason"], facts["detail"]) == ("args_commitment_mismatch", "args.not_canonicalizable")
