@@ -21,6 +21,7 @@ from mcp_attest.canonical import (
     MAX_ENVELOPE_BYTES,
     CanonicalizationError,
     canonicalize,
+    check_envelope_value,
     dumps_sorted,
     parse_envelope_json,
     proven_clean,
@@ -186,6 +187,32 @@ class Envelope(NamedTuple):
         except CanonicalizationError as exc:
             raise MalformedEnvelope(exc.detail, str(exc)) from None
         return cls.from_wire(obj, max_ttl=max_ttl)
+
+    @classmethod
+    def from_parsed(cls, obj: Any, *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
+        """C2 (all but duplicate keys, already merged by whoever parsed it) and E1-E8.
+
+        For ``_meta.attestation`` as an SDK hands it over. When
+        ``proven_clean`` holds, the signing input is orjson's sorted output
+        and the 64 KiB cap is checked on the same bytes; otherwise the
+        full C2 walk decides and names the defect.
+        """
+        if type(obj) is dict and proven_clean(obj):
+            try:  # a Python str may hold a lone surrogate, which orjson refuses
+                whole = dumps_sorted(obj)
+                body = dumps_sorted({k: v for k, v in obj.items() if k != "signature"})
+            except orjson.JSONEncodeError:
+                whole = body = b""
+            if body:
+                env = _typical(obj, max_ttl) or cls.from_wire(obj, max_ttl=max_ttl)
+                if len(whole) > MAX_ENVELOPE_BYTES:
+                    _bad("malformed.too_large", f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
+                return Envelope(*env[:-1], body)
+        try:
+            checked = check_envelope_value(obj)
+        except CanonicalizationError as exc:
+            raise MalformedEnvelope(exc.detail, str(exc)) from None
+        return cls.from_wire(checked, max_ttl=max_ttl)
 
     @classmethod
     def from_wire(cls, obj: Mapping[str, Any], *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:

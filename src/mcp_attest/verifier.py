@@ -22,7 +22,6 @@ from mcp_attest.canonical import (
     CanonicalizationError,
     canonicalize,
     canonicalize_arguments,
-    check_envelope_value,
     parse_arguments,
 )
 from mcp_attest.envelope import (
@@ -244,7 +243,7 @@ class Verifier:
                 except UnicodeEncodeError:
                     _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
                 return Envelope.from_json(data, max_ttl=max_ttl)
-            return Envelope.from_wire(check_envelope_value(envelope), max_ttl=max_ttl)
+            return Envelope.from_parsed(envelope, max_ttl=max_ttl)
         except (MalformedEnvelope, CanonicalizationError) as exc:
             _reject(Reason.SIGNATURE_INVALID, exc.detail)
 
