@@ -94,7 +94,8 @@ def main() -> int:
     opts = parser.parse_args()
     print(f"in-process tools/call, p50 over {opts.calls} calls after 50 warm-up")
     print(
-        f"{'alg':6} {'direct us':>10} {'guarded us':>11} {'core verify us':>15} {'guard glue us':>14}  glue <= core?"
+        f"{'alg':6} {'direct us':>10} {'guarded us':>11} {'core verify us':>15} {'guard glue us':>14}"
+        "  glue <= core?"
     )
     for alg in ("HS256", "ES256"):
         r = run(alg, opts.calls)

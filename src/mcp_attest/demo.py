@@ -22,10 +22,10 @@ from typing import Any, TextIO
 
 import anyio
 import uvicorn
+from mcp import Client
 from mcp.server import MCPServer
 from mcp_types import CallToolResult, TextContent
 
-from mcp import Client
 from mcp_attest import Issuer, Keyring, generate_key, server_fingerprint
 from mcp_attest.mcp import AttestationGuard, AttestingClient, parse_rejection
 

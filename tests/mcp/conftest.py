@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mcp import StdioServerParameters
 from mcp_test_servers import FINGERPRINT, asgi_app, build
 
-from mcp import StdioServerParameters
 from mcp_attest import Issuer, Keyring, generate_key, server_fingerprint
 from mcp_attest.demo import serve_in_thread
 from mcp_attest.mcp import AttestationGuard

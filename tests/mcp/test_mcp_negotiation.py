@@ -11,10 +11,10 @@ import anyio
 import mcp_types as mt
 import pytest
 from conftest import ISS
+from mcp import Client, MCPError
 from mcp.server import Server
 from mcp_test_servers import FINGERPRINT, FRAMEWORKS, build, client_target
 
-from mcp import Client, MCPError
 from mcp_attest import (
     CAPABILITY,
     Issuer,

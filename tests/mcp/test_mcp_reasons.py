@@ -8,9 +8,9 @@ from typing import Any
 import anyio
 import pytest
 from conftest import Case, stdio_params
+from mcp import Client
 from mcp_test_servers import FRAMEWORKS, build, client_target
 
-from mcp import Client
 from mcp_attest.mcp import parse_rejection
 
 

@@ -9,10 +9,10 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_test_servers import FINGERPRINT, build, client_target
 
-from mcp import Client
 from mcp_attest import HEADER_NAME, Issuer, encode_header
 from mcp_attest.mcp import AttestingClient, parse_rejection
 

@@ -14,11 +14,11 @@ from types import TracebackType
 from typing import Any, cast
 
 import httpx2
+from mcp import Client
 from mcp.client.extension import advertise
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, RequestParamsMeta, ServerCapabilities, TextContent
 
-from mcp import Client
 from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Reason
 from mcp_attest.canonical import canonicalize
 from mcp_attest.envelope import b64url_encode
