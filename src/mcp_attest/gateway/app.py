@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from mcp_attest import InMemoryReplayStore, Keyring, KeyringError, SQLiteReplayStore, StoreUnavailable
+from mcp_attest import Keyring, KeyringError, StoreUnavailable
+from mcp_attest.audit.record import AuditError
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
 from mcp_attest.gateway.metrics import Metrics
 from mcp_attest.gateway.pins import PinStore
@@ -26,49 +26,34 @@ from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issue
 from mcp_attest.gateway.session import GatewaySession, Sink
 from mcp_attest.gateway.upstream import Channel, make_link
 from mcp_attest.replay import ReplayStore
+from mcp_attest.stores import open_audit_log, open_replay_store
 
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("mcp_attest.gateway")
 
 
-def _stores() -> Any:
-    """The shared store factory module, if the installed version has it."""
-    try:
-        return importlib.import_module("mcp_attest.stores")
-    except ImportError:
-        return None
-
-
 def open_replay(config: GatewayConfig) -> ReplayStore:
-    spec = config.replay
-    if spec is None:
-        return SQLiteReplayStore(Path(config.state_dir) / "replay.sqlite")
-    if spec == "memory":
-        return InMemoryReplayStore()
-    stores = _stores()
-    if stores is not None and "://" in spec:
-        store: ReplayStore = stores.open_replay_store(spec)
-        return store
-    return SQLiteReplayStore(spec.removeprefix("sqlite:///").removeprefix("sqlite://"))
+    """Embedded SQLite in the state dir by default, so a restart remembers every nonce."""
+    url = config.replay or f"sqlite:///{Path(config.state_dir).resolve() / 'replay.sqlite'}"
+    if ":" not in url:
+        url = f"sqlite:{url}"
+    try:
+        return open_replay_store(url)
+    except (StoreUnavailable, ValueError) as exc:
+        raise ConfigError(f"replay store: {exc}") from None
 
 
 def open_audit(config: GatewayConfig) -> AuditSink | None:
-    """The audit sink; embedded SQLite in the state dir unless configured otherwise."""
-    spec = config.audit
-    if spec == "none" or config.mode != "verify":
+    """The audit log (verify mode), SQLite in the state dir unless configured otherwise."""
+    if config.audit == "none" or config.mode != "verify":
         return None
-    stores = _stores()
-    if stores is None or not hasattr(stores, "open_audit_log"):
-        if spec is not None:
-            raise ConfigError(
-                "audit sink configured but this installation has no audit log (mcp_attest.stores)"
-            )
-        logger.warning("no audit log available in this installation; verdicts are not recorded")
-        return None
-    url = spec or f"sqlite:///{Path(config.state_dir) / 'audit.sqlite'}"
-    sink: AuditSink = stores.open_audit_log(url)
-    return sink
+    url = config.audit or f"sqlite:///{Path(config.state_dir).resolve() / 'audit.sqlite'}"
+    try:
+        log: AuditSink = open_audit_log(url)
+    except (AuditError, ValueError) as exc:
+        raise ConfigError(f"audit log: {exc}") from None
+    return log
 
 
 class Gateway:
@@ -81,10 +66,7 @@ class Gateway:
             Path(config.state_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"cannot create state dir {config.state_dir}: {exc.strerror or exc}") from None
-        try:
-            self.replay = open_replay(config)
-        except StoreUnavailable as exc:
-            raise ConfigError(str(exc)) from None
+        self.replay = open_replay(config)
         self.audit = open_audit(config)
         keyring = self._load_keys()
         self.routes: dict[str, Route] = {}

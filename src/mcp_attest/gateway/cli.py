@@ -132,6 +132,7 @@ async def run(gateway: Gateway) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(uv)
         served = asyncio.create_task(server.serve())  # uvicorn handles SIGINT/SIGTERM itself
