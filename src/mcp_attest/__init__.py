@@ -22,6 +22,7 @@ from mcp_attest.envelope import (
 from mcp_attest.fingerprint import server_fingerprint, tls_key_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, generate_key
+from mcp_attest.receipts import RECEIPT_CAPABILITY, ReceiptCheck, ReceiptSigner, result_digest, verify_receipt
 from mcp_attest.replay import (
     InMemoryReplayStore,
     ReplayStore,
@@ -41,6 +42,7 @@ __all__ = [
     "CAPABILITY",
     "HEADER_NAME",
     "META_KEY",
+    "RECEIPT_CAPABILITY",
     "ArgsBinding",
     "ArgsRef",
     "AttestationRejected",
@@ -60,6 +62,8 @@ __all__ = [
     "PlannerDeclared",
     "RS256Key",
     "Reason",
+    "ReceiptCheck",
+    "ReceiptSigner",
     "ReplayStore",
     "ResolverError",
     "SQLiteReplayStore",
@@ -77,6 +81,8 @@ __all__ = [
     "parse_arguments",
     "replay_key",
     "resolve_data_uri",
+    "result_digest",
     "server_fingerprint",
     "tls_key_fingerprint",
+    "verify_receipt",
 ]

@@ -24,6 +24,7 @@ from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_argu
 from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, default_kid, generate_key
+from mcp_attest.receipts import load_receipt, verify_receipt
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
 from mcp_attest.transport import encode_header
 from mcp_attest.verifier import Verifier, VerifierPolicy
@@ -226,13 +227,31 @@ def _cmd_canonicalize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- receipt -------------------------------------------------------------------
+
+
+def _cmd_receipt_verify(args: argparse.Namespace) -> int:
+    receipt = load_receipt(_read_input(args.receipt, "receipt"))
+    ring = _load_keys(args.keys)
+    result = None
+    if args.result:
+        result = load_receipt(_read_input(args.result, "result"))
+        if not isinstance(result, dict):
+            raise UsageError(f"result {args.result} is not a JSON object")
+    check = verify_receipt(receipt, ring, result=result, attestation_id=args.attestation_id)
+    if args.json:
+        sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
+    elif check.valid:
+        print(_colour("VALID", "32") + " receipt")
+    else:
+        print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
+    return EXIT_OK if check.valid else EXIT_NO
+
+
 # -- wiring --------------------------------------------------------------------
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="mcp-attest", description="SEP-2787 tool-call attestation for MCP.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
+def _add_keygen(sub: Any) -> None:
     p = sub.add_parser("keygen", help="create or rotate a key in a keyring")
     p.add_argument("--alg", required=True, choices=ALGORITHMS)
     p.add_argument("--iss", required=True)
@@ -241,30 +260,24 @@ def _parser() -> _Parser:
     p.add_argument("--public-out")
     p.set_defaults(handler=_cmd_keygen)
 
+
+def _add_sign(sub: Any) -> None:
     p = sub.add_parser("sign", help="sign an envelope for one tool call")
-    p.add_argument("--keys", required=True)
-    p.add_argument("--iss", required=True)
-    p.add_argument("--kid")
-    p.add_argument("--sub", required=True)
-    p.add_argument("--intent", required=True)
-    p.add_argument("--tool", required=True)
-    p.add_argument("--args", required=True)
-    p.add_argument("--server", required=True)
+    for flag in ("--keys", "--iss", "--sub", "--intent", "--tool", "--args", "--server"):
+        p.add_argument(flag, required=True)
+    for flag in ("--kid", "--ref-uri", "--requested-capability", "--planner-ref", "--now"):
+        p.add_argument(flag)
     p.add_argument("--commit", choices=("projection", "ref", "both"), default="projection")
-    p.add_argument("--ref-uri")
     p.add_argument("--exp", type=int, default=300)
-    p.add_argument("--requested-capability")
-    p.add_argument("--planner-ref")
-    p.add_argument("--now")
     p.add_argument("--header", action="store_true")
     p.set_defaults(handler=_cmd_sign)
 
+
+def _add_verify(sub: Any) -> None:
     p = sub.add_parser("verify", help="verify an envelope for one tool call")
     p.add_argument("envelope", nargs="?")
-    p.add_argument("--keys", required=True)
-    p.add_argument("--server", required=True)
-    p.add_argument("--tool", required=True)
-    p.add_argument("--args", required=True)
+    for flag in ("--keys", "--server", "--tool", "--args"):
+        p.add_argument(flag, required=True)
     p.add_argument("--now")
     p.add_argument("--skew", type=int, default=30)
     p.add_argument("--max-ttl", type=int, default=DEFAULT_MAX_TTL)
@@ -274,15 +287,34 @@ def _parser() -> _Parser:
     store.add_argument("--replay", choices=("memory",))
     p.add_argument("--dialect", choices=("spec", "vaara-v0"), default="spec")
     p.add_argument("--header-value")
-    p.add_argument("--no-multi-server", action="store_true")
-    p.add_argument("--resolve-refs", action="store_true")
-    p.add_argument("--json", action="store_true")
+    for flag in ("--no-multi-server", "--resolve-refs", "--json"):
+        p.add_argument(flag, action="store_true")
     p.set_defaults(handler=_cmd_verify)
 
+
+def _add_canonicalize(sub: Any) -> None:
     p = sub.add_parser("canonicalize", help="print the RFC 8785 bytes of a JSON document")
     p.add_argument("file")
     p.set_defaults(handler=_cmd_canonicalize)
 
+
+def _add_receipt(sub: Any) -> None:
+    p = sub.add_parser("receipt", help="check execution receipts")
+    receipt_sub = p.add_subparsers(dest="receipt_command", required=True, parser_class=_Parser)
+    p = receipt_sub.add_parser("verify", help="verify a receipt's signature, and its result if given")
+    p.add_argument("receipt")
+    p.add_argument("--keys", required=True, help="keyring holding the server's key under its fingerprint")
+    p.add_argument("--result", help="the tool result (JSON) the receipt should cover")
+    p.add_argument("--attestation-id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_receipt_verify)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog="mcp-attest", description="SEP-2787 tool-call attestation for MCP.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_receipt):
+        add(sub)
     for name in _EXTERNAL:
         sub.add_parser(name, help=f"see: mcp-attest {name} --help", add_help=False)
     return parser

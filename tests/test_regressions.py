@@ -1,0 +1,26 @@
+"""Regression tests: one per bug found, named for what broke."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_attest.algorithms import HS256Key, KeyMaterialError
+
+
+@pytest.mark.parametrize("prefix", [b"{", b" {", b"\n-"])
+def test_regression_random_hs256_secret_starting_like_text_is_accepted(prefix: bytes) -> None:
+    """Regression: 1 in 256 generated secrets began with '{' and were refused as a JWK."""
+    secret = prefix + bytes(range(1, 40))
+    assert HS256Key("k", secret).kid == "k"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"-----BEGIN PUBLIC KEY-----\nMFkw" + b"A" * 40,
+        b' {"kty":"EC","crv":"P-256","x":"' + b"A" * 43 + b'"}',
+    ],
+)
+def test_regression_hs256_secret_that_is_a_pem_or_jwk_is_still_refused(text: bytes) -> None:
+    with pytest.raises(KeyMaterialError, match="looks like a PEM or JWK"):
+        HS256Key("k", text)
