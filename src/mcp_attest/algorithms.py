@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
+import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -39,6 +41,9 @@ _MIN_RSA_BITS = 2048
 _SHA256 = hashes.SHA256()
 _ECDSA = ec.ECDSA(_SHA256)
 _PKCS1 = padding.PKCS1v15()
+# E7: lowercase hex only. ``int(x, 16)`` and ``bytes.fromhex`` would also take
+# "0x", "_", spaces and uppercase, and raise on anything else.
+_LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
 class KeyMaterialError(ValueError):
@@ -76,6 +81,24 @@ class Key(ABC):
         return {"kty": kty, "kid": self.kid, "alg": self.alg}
 
 
+def _looks_like_key_text(secret: bytes) -> bool:
+    """Whether an HMAC secret is really another key pasted in (K2 confusion guard).
+
+    Only text that parses as such counts: a random secret that happens to
+    start with ``{`` or whitespace is still a fine secret.
+    """
+    text = secret.strip()
+    if text.startswith(b"-----BEGIN"):
+        return True
+    if text.startswith(b"{"):
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return False
+        return isinstance(obj, dict) and "kty" in obj
+    return False
+
+
 class HS256Key(Key):
     """HMAC-SHA256 over a raw secret of at least 32 bytes."""
 
@@ -84,8 +107,7 @@ class HS256Key(Key):
     def __init__(self, kid: str, secret: bytes) -> None:
         if len(secret) < _MIN_HMAC_BYTES:
             raise KeyMaterialError(f"key {kid!r}: HS256 secret is {len(secret)} bytes, need >= 32")
-        head = secret.lstrip()[:16]
-        if head.startswith((b"-----BEGIN", b"{")):
+        if _looks_like_key_text(secret):
             raise KeyMaterialError(f"key {kid!r}: HS256 secret looks like a PEM or JWK key, not raw bytes")
         self.kid = kid
         self._secret = secret
@@ -95,6 +117,8 @@ class HS256Key(Key):
         return True
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
+        if not _LOWER_HEX.fullmatch(signature_hex):
+            return False
         expected = hmac.digest(self._secret, message, "sha256").hex()
         return hmac.compare_digest(expected, signature_hex)
 
@@ -133,7 +157,7 @@ class ES256Key(Key):
         return self._private is not None
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != 128:
+        if len(signature_hex) != 128 or not _LOWER_HEX.fullmatch(signature_hex):
             return False
         r = int(signature_hex[:64], 16)
         s = int(signature_hex[64:], 16)
@@ -196,7 +220,7 @@ class RS256Key(Key):
         return self._private is not None
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != self._hex_len:
+        if len(signature_hex) != self._hex_len or not _LOWER_HEX.fullmatch(signature_hex):
             return False
         try:
             self._public.verify(bytes.fromhex(signature_hex), message, _PKCS1, _SHA256)
