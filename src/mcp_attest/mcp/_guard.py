@@ -29,6 +29,7 @@ from mcp_attest import (
     server_fingerprint,
 )
 from mcp_attest.mcp._sdk import AttestationExtension, CapabilityMiddleware, install
+from mcp_attest.receipts import ReceiptSigner
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -138,9 +139,16 @@ class AttestationGuard:
     in the verifier.
     """
 
-    def __init__(self, verifier: Verifier, *, on_verdict: VerdictHook | None = None) -> None:
+    def __init__(
+        self,
+        verifier: Verifier,
+        *,
+        on_verdict: VerdictHook | None = None,
+        receipt_signer: ReceiptSigner | None = None,
+    ) -> None:
         self.verifier = verifier
         self.on_verdict = on_verdict
+        self.receipt_signer = receipt_signer
 
     @classmethod
     def from_keyring(
@@ -259,7 +267,26 @@ class AttestationGuard:
         if not verdict.accepted:
             return self.rejection(verdict)
         with verdict_scope(verdict):
-            return await call_next(ctx)
+            result = await call_next(ctx)
+        return self.with_receipt(verdict, params.name, result)
+
+    def with_receipt(self, verdict: Verdict, tool: str, result: HandlerResult) -> HandlerResult:
+        """Attach a signed execution receipt (PROFILE section 9) to ``_meta.receipt``.
+
+        The digest covers the result as the SDK serializes it (by alias,
+        without ``None`` members) minus ``_meta``, which is what a client
+        re-serializing the received result reproduces.
+        """
+        if self.receipt_signer is None or not verdict.attested:
+            return result
+        if isinstance(result, CallToolResult):
+            wire = result.model_dump(by_alias=True, exclude_none=True, mode="json")
+            receipt = self.receipt_signer.sign(verdict, tool=tool, result=wire)
+            return result.model_copy(update={"meta": {**(result.meta or {}), "receipt": receipt}})
+        if isinstance(result, dict) and "content" in result:
+            receipt = self.receipt_signer.sign(verdict, tool=tool, result=result)
+            return {**result, "_meta": {**(result.get("_meta") or {}), "receipt": receipt}}
+        return result
 
     # -- adapters -------------------------------------------------------------
 
