@@ -294,7 +294,10 @@ def key_from_jwk(jwk: Any, *, label: str) -> Key:
         raise KeyMaterialError(f"key {name!r}: kty {kty!r} does not match alg {alg}")
     try:
         if alg == "HS256":
-            return HS256Key(kid, _jwk_bytes(jwk, "k", name))
+            try:
+                return HS256Key(kid, _jwk_bytes(jwk, "k", name))
+            except KeyMaterialError as exc:
+                raise KeyMaterialError(f"{label}: {exc}") from None
         if alg == "ES256":
             return _es256_from_jwk(jwk, kid, name)
         return _rs256_from_jwk(jwk, kid, name)

@@ -307,7 +307,10 @@ def parse_arguments(data: bytes | str) -> Any:
         _fail(_ARGS, f"nesting deeper than {MAX_DEPTH}")
     except json.JSONDecodeError as exc:
         _fail("args.not_json", f"not JSON: {exc.msg} at {exc.pos}")
-    _check_strings_and_depth(value, 1, "args")
+    try:
+        _check_strings_and_depth(value, 1, "args")
+    except CanonicalizationError as exc:
+        raise CanonicalizationError(_ARGS, str(exc)) from None
     return value
 
 

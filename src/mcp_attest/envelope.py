@@ -236,6 +236,8 @@ class Envelope(NamedTuple):
             _bad("malformed.missing_field", "/issuerAsserted/alg is missing")
         if type(alg) is not str:
             _bad("malformed.type", "/issuerAsserted/alg is not a string")
+        if not alg:
+            _bad("malformed.empty", "/issuerAsserted/alg is empty")
         expected_len = _SIGNATURE_HEX.get(alg)
         if expected_len is not None and len(signature) != expected_len:
             _bad("malformed.signature_encoding", f"{alg} signature must be {expected_len} hex chars")

@@ -33,7 +33,7 @@ from mcp_attest.envelope import (
     parse_iat,
 )
 from mcp_attest.keys import Keyring
-from mcp_attest.replay import InMemoryReplayStore, ReplayStore, StoreUnavailable, replay_key
+from mcp_attest.replay import InMemoryReplayStore, ReplayStore, replay_key
 from mcp_attest.resolvers import MAX_REF_BYTES, Resolver, resolve_data_uri
 from mcp_attest.transport import HeaderError, decode_header
 from mcp_attest.verdict import ArgsBinding, AttestationRejected, Reason, Verdict
@@ -301,7 +301,7 @@ class Verifier:
         keys = [(i, replay_key(ia.iss, ia.nonce, i)) for i in named]
         try:
             unclaimed = [(i, k) for i, k in keys if not self.replay_store.is_claimed(k, call.now)]
-        except StoreUnavailable as exc:
+        except Exception as exc:  # V12: any store fault (not only StoreUnavailable) fails closed
             logger.error("replay store unavailable, rejecting (fail closed): %s", exc)
             _reject(Reason.NONCE_REPLAY, "store.unavailable")
         if not unclaimed:
@@ -328,7 +328,7 @@ class Verifier:
         """V9: the atomic claim; losing a race is a replay, with no retry."""
         try:
             won = self.replay_store.claim(entry[1], expires_at, call.now)
-        except StoreUnavailable as exc:
+        except Exception as exc:  # V12: any store fault (not only StoreUnavailable) fails closed
             logger.error("replay store unavailable, rejecting (fail closed): %s", exc)
             _reject(Reason.NONCE_REPLAY, "store.unavailable")
         if not won:

@@ -625,3 +625,11 @@ def test_e8_issuer_extra_members_are_signed(hs_issuer: Issuer, verifier: Verifie
 def test_e8_kid_in_use_for_signature(keys: dict[str, Key]) -> None:
     """Sanity for the fixtures the E tests rely on."""
     assert keys[HS].kid == KID[HS]
+
+
+def test_e2_empty_alg_is_malformed_empty_not_key_unavailable(
+    verifier: Verifier, full_wire: dict[str, Any]
+) -> None:
+    # E2 (every schema string is non-empty) is more specific than K1's allowlist rule.
+    full_wire["issuerAsserted"]["alg"] = ""
+    _assert_malformed(_verify(verifier, full_wire), "malformed.empty")

@@ -80,7 +80,7 @@ def test_k1_key_algorithm_differs_from_envelope_alg(
     assert _reason(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
 
 
-@pytest.mark.parametrize("alg_value", ["none", "HS512", "ES384", "RS512", "PS256", "", "x" * 10_000])
+@pytest.mark.parametrize("alg_value", ["none", "HS512", "ES384", "RS512", "PS256", "x" * 10_000])
 def test_k1_alg_outside_allowlist_is_alg_not_allowed(
     verifier: Verifier, keys: dict[str, Key], alg_value: str
 ) -> None:

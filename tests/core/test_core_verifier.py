@@ -612,8 +612,8 @@ def test_v12_store_raising_anything_else_is_rejected_not_raised(
     verifier = make_verifier(store=BrokenStore(exc, on=on))
     verdict = _verify(verifier, sign_wire(unsigned_wire(HS), keys[HS]))
     assert not verdict.accepted
-    # docs/decisions.md "Internal errors": an unexpected exception is signature_invalid/internal.error
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "internal.error")
+    # V12: any fault of the replay store fails closed as store.unavailable
+    assert _reason(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
 
 
 def test_v12_unreachable_sqlite_store_is_store_unavailable(
