@@ -27,7 +27,7 @@ from mcp_attest.keys import Keyring, KeyringError, default_kid, generate_key
 from mcp_attest.receipts import load_receipt, verify_receipt
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
 from mcp_attest.transport import encode_header
-from mcp_attest.verifier import Verifier, VerifierPolicy
+from mcp_attest.verifier import EnvelopeReader, Verifier, VerifierPolicy
 
 __all__ = ["main"]
 
@@ -172,11 +172,18 @@ def _replay_store(args: argparse.Namespace) -> ReplayStore:
     return InMemoryReplayStore()
 
 
+def _dialect_reader(dialect: str) -> EnvelopeReader | None:
+    """PROFILE section 10: older dialects only on explicit request, never detected."""
+    if dialect == "spec":
+        return None
+    from mcp_attest.conformance.vaara_v0 import read_v0  # noqa: PLC0415 - opt-in dialect
+
+    return read_v0
+
+
 def _cmd_verify(args: argparse.Namespace) -> int:
     if args.envelope is None and args.header_value is None:
         raise UsageError("give an ENVELOPE file (or -) or --header-value")
-    if args.dialect != "spec":
-        return _external("vectors", ["verify-v0", *args.argv[1:]])
     envelope = None if args.envelope is None else _read_input(args.envelope, "envelope")
     ring = _load_keys(args.keys)
     raw_args = _read_input(args.args, "arguments file")
@@ -196,7 +203,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     verifier = Verifier(
-        ring, args.server, replay_store=_replay_store(args), policy=policy, clock=_clock(args.now)
+        ring,
+        args.server,
+        replay_store=_replay_store(args),
+        policy=policy,
+        clock=_clock(args.now),
+        reader=_dialect_reader(args.dialect),
     )
     verdict = verifier.verify(envelope, tool=args.tool, arguments=raw_args, header=args.header_value)
     if args.json:
@@ -339,7 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args_list and args_list[0] in _EXTERNAL:
             return _external(args_list[0], args_list[1:])
         args = _parser().parse_args(args_list)
-        args.argv = args_list
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UsageError as exc:

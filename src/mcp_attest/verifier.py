@@ -22,7 +22,9 @@ from mcp_attest.canonical import (
     CanonicalizationError,
     canonicalize,
     canonicalize_arguments,
+    check_envelope_value,
     parse_arguments,
+    parse_envelope_json,
 )
 from mcp_attest.envelope import (
     DEFAULT_MAX_TTL,
@@ -38,11 +40,17 @@ from mcp_attest.resolvers import MAX_REF_BYTES, Resolver, resolve_data_uri
 from mcp_attest.transport import HeaderError, decode_header
 from mcp_attest.verdict import ArgsBinding, AttestationRejected, Reason, Verdict
 
-__all__ = ["EnvelopeInput", "Verifier", "VerifierPolicy"]
+__all__ = ["EnvelopeInput", "EnvelopeReader", "Verifier", "VerifierPolicy"]
 
 logger = logging.getLogger("mcp_attest.verifier")
 
 EnvelopeInput = bytes | bytearray | str | Mapping[str, Any] | None
+EnvelopeReader = Callable[[Mapping[str, Any], int], Envelope]
+"""Turns a strictly parsed (C2) object into an ``Envelope``, given ``max_ttl``.
+
+The hook for older dialects (PROFILE section 10): only the schema step
+differs, so V0 and V2-V12 stay the spec's.
+"""
 _ARGS_MISMATCH = Reason.ARGS_COMMITMENT_MISMATCH
 
 
@@ -114,6 +122,7 @@ class Verifier:
         policy: VerifierPolicy | None = None,
         clock: Callable[[], float] = time.time,
         resolvers: Mapping[str, Resolver] | None = None,
+        reader: EnvelopeReader | None = None,
     ) -> None:
         if not server_fingerprint:
             raise ValueError("server_fingerprint must be non-empty")
@@ -123,6 +132,7 @@ class Verifier:
         self.policy = policy or VerifierPolicy()
         self._clock = clock
         self._algorithms = frozenset(self.policy.algorithms)
+        self._reader = reader
         self._resolvers: dict[str, Resolver] = {"data": resolve_data_uri}
         self._resolvers.update({k.lower(): v for k, v in (resolvers or {}).items()})
 
@@ -235,6 +245,8 @@ class Verifier:
         """C2 and E1-E8 for every way an envelope can arrive."""
         max_ttl = self.policy.max_ttl
         try:
+            if self._reader is not None:
+                return self._reader(_strict_object(envelope), max_ttl)
             if isinstance(envelope, bytes | bytearray):
                 return Envelope.from_json(bytes(envelope), max_ttl=max_ttl)
             if isinstance(envelope, str):
@@ -418,6 +430,18 @@ class Verifier:
             alg=ia.alg if signed and ia else None,
             unknown_fields=call.unknown_fields,
         )
+
+
+def _strict_object(envelope: bytes | bytearray | str | Mapping[str, Any]) -> dict[str, Any]:
+    """C2 alone, for readers of other dialects."""
+    if isinstance(envelope, bytes | bytearray):
+        return parse_envelope_json(bytes(envelope))
+    if isinstance(envelope, str):
+        try:
+            return parse_envelope_json(envelope.encode("utf-8"))
+        except UnicodeEncodeError:
+            _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
+    return check_envelope_value(envelope)
 
 
 def _arguments_jcs(arguments: Mapping[str, Any] | bytes) -> bytes:

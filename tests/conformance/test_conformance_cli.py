@@ -10,6 +10,7 @@ import pytest
 import rfc8785
 
 from mcp_attest import HS256Key, Keyring
+from mcp_attest.cli import main as cli_main
 from mcp_attest.conformance.cli import main
 from mcp_attest.conformance.vaara_v0 import sha256_tag, sign_v0
 
@@ -112,7 +113,7 @@ def v0_files(tmp_path: Path) -> dict[str, Path]:
 
 def _verify_argv(files: dict[str, Path], args: str = "args", *extra: str) -> list[str]:
     return [
-        "verify-v0",
+        "verify",
         str(files["env"]),
         "--keys",
         str(files["keys"]),
@@ -133,21 +134,21 @@ def _verify_argv(files: dict[str, Path], args: str = "args", *extra: str) -> lis
 def test_verify_v0_accepts_and_prints_json(
     v0_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_verify_argv(v0_files, "args", "--json")) == 0
+    assert cli_main(_verify_argv(v0_files, "args", "--json")) == 0
     facts = json.loads(capsys.readouterr().out)
     assert facts["accepted"] and facts["argsBinding"] == "identity"
-    assert main(_verify_argv(v0_files)) == 0
+    assert cli_main(_verify_argv(v0_files)) == 0
     assert capsys.readouterr().out.startswith("ACCEPTED")
 
 
 def test_verify_v0_rejections_and_usage(
     v0_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_verify_argv(v0_files, "other", "--args-binding", "strict")) == 1
+    assert cli_main(_verify_argv(v0_files, "other", "--args-binding", "strict")) == 1
     assert "REJECTED args_commitment_mismatch" in capsys.readouterr().out
     db = str(v0_files["keys"].parent / "replay.db")
-    assert main(_verify_argv(v0_files, "args", "--replay-db", db)) == 0
-    assert main(_verify_argv(v0_files, "args", "--replay-db", db)) == 1
+    assert cli_main(_verify_argv(v0_files, "args", "--replay-db", db)) == 0
+    assert cli_main(_verify_argv(v0_files, "args", "--replay-db", db)) == 1
     for argv in (
         _verify_argv(v0_files, "bad"),
         _verify_argv(v0_files, "bom"),

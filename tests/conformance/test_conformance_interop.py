@@ -21,7 +21,7 @@ import pytest
 import rfc8785
 
 from mcp_attest import Keyring, canonicalize
-from mcp_attest.conformance.vaara_v0 import V0Verifier, sha256_tag, sign_v0
+from mcp_attest.conformance.vaara_v0 import sha256_tag, sign_v0, v0_verifier
 from mcp_attest.envelope import signing_input
 
 pytestmark = pytest.mark.slow
@@ -180,7 +180,7 @@ def test_envelopes_vaara_emits_verify_in_our_v0_reader(vaara_python: Path) -> No
     out = _run_vaara(vaara_python, {"emit": emit})
     ring = _ours()
     for job, envelope in zip(emit, out["emitted"], strict=True):
-        verifier = V0Verifier(ring, SERVER)
+        verifier = v0_verifier(ring, SERVER)
         verdict = verifier.verify(json.dumps(envelope).encode(), tool="read_file", arguments=ARGS)
         expected_binding = KINDS[job["calls"][-1]["kind"]]
         assert verdict.accepted, (job, verdict)
@@ -261,7 +261,7 @@ def test_known_differences_stay_as_documented(vaara_python: Path) -> None:
     )
     assert [v.get("signature_and_ttl") for v in out["verified"]] == [False, False]
     ring = _ours()
-    assert all(V0Verifier(ring, SERVER).verify(e, tool="read_file", arguments=ARGS).accepted for e in cases)
+    assert all(v0_verifier(ring, SERVER).verify(e, tool="read_file", arguments=ARGS).accepted for e in cases)
     assert out["canonical"][0] == {"error": "AttestationError"}  # vaara refuses every float
     assert canonicalize(values[0]) == b'{"f":1.5}'
     assert isinstance(out["canonical"][1], dict)  # rfc8785 refuses integers beyond 2^53-1

@@ -15,7 +15,7 @@ import rfc8785
 
 from mcp_attest import HS256Key, Keyring, Verifier, encode_header
 from mcp_attest.conformance.runner import run_v0
-from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, V0Verifier, from_wire, sha256_tag, sign_v0
+from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, from_wire, sha256_tag, sign_v0, v0_verifier
 from mcp_attest.envelope import MalformedEnvelope
 
 V0 = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "sep-2787-v0"
@@ -90,7 +90,7 @@ def _projection(value: Any) -> dict[str, str]:
 
 
 def _verify(envelope: Any, arguments: Any = ARGS, **kw: Any) -> dict[str, Any]:
-    verifier = V0Verifier(RING, SERVER, clock=lambda: NOW)
+    verifier = v0_verifier(RING, SERVER, clock=lambda: NOW)
     return verifier.verify(envelope, tool="delete_file", arguments=arguments, **kw).to_dict()
 
 
@@ -180,7 +180,7 @@ def test_v0_unknown_fields_are_signed_and_listed() -> None:
 def test_v0_transports_text_header_and_conflict() -> None:
     envelope = sign_v0(_body(_projection(ARGS)), RING)
     raw = json.dumps(envelope)
-    from_text = V0Verifier(RING, SERVER, clock=lambda: NOW).verify(raw, tool="delete_file", arguments=ARGS)
+    from_text = v0_verifier(RING, SERVER, clock=lambda: NOW).verify(raw, tool="delete_file", arguments=ARGS)
     assert from_text.accepted
     header = encode_header(from_wire(envelope))
     assert _verify(None, header=header)["accepted"]

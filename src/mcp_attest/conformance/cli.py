@@ -12,20 +12,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-import orjson
-
-from mcp_attest.canonical import CanonicalizationError, parse_arguments
 from mcp_attest.conformance.runner import BundleError, Row, run_bundle
-from mcp_attest.conformance.vaara_v0 import V0Verifier
-from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
-from mcp_attest.keys import Keyring, KeyringError
-from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
-from mcp_attest.verifier import VerifierPolicy
 
 __all__ = ["main"]
 
@@ -94,62 +85,7 @@ def _read(path: str, what: str) -> bytes:
         raise _Usage(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
-def _cmd_verify_v0(argv: list[str]) -> int:
-    p = _Parser(prog="mcp-attest verify --dialect vaara-v0")
-    p.add_argument("envelope", nargs="?")
-    for flag in ("--keys", "--server", "--tool", "--args"):
-        p.add_argument(flag, required=True)
-    p.add_argument("--now")
-    p.add_argument("--skew", type=int, default=30)
-    p.add_argument("--max-ttl", type=int, default=DEFAULT_MAX_TTL)
-    p.add_argument("--args-binding", choices=("spec", "strict"), default="spec")
-    store = p.add_mutually_exclusive_group()
-    store.add_argument("--replay-db")
-    store.add_argument("--replay", choices=("memory",))
-    p.add_argument("--dialect", choices=DIALECTS, default="vaara-v0")
-    p.add_argument("--header-value")
-    p.add_argument("--no-multi-server", action="store_true")
-    p.add_argument("--resolve-refs", action="store_true")
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
-    if args.envelope is None and args.header_value is None:
-        raise _Usage("give an ENVELOPE file (or -) or --header-value")
-    envelope = None if args.envelope is None else _read(args.envelope, "envelope")
-    raw_args = _read(args.args, "arguments file")
-    try:
-        if raw_args.startswith(b"\xef\xbb\xbf"):
-            raise _Usage(f"arguments file {args.args} starts with a byte order mark")
-        parse_arguments(raw_args)
-    except CanonicalizationError as exc:
-        if exc.detail == "args.not_json":
-            raise _Usage(f"arguments file {args.args} is not JSON: {exc}") from None
-    try:
-        ring = Keyring.load(args.keys)
-        now = time.time() if args.now is None else parse_iat(args.now)
-        policy = VerifierPolicy(
-            skew=args.skew,
-            max_ttl=args.max_ttl,
-            args_binding=args.args_binding,
-            multi_server=not args.no_multi_server,
-            resolve_refs=args.resolve_refs,
-        )
-    except (KeyringError, ValueError) as exc:
-        raise _Usage(str(exc)) from None
-    replay: ReplayStore = SQLiteReplayStore(args.replay_db) if args.replay_db else InMemoryReplayStore()
-    verifier = V0Verifier(ring, args.server, replay_store=replay, policy=policy, clock=lambda: now)
-    verdict = verifier.verify(envelope, tool=args.tool, arguments=raw_args, header=args.header_value)
-    if args.json:
-        sys.stdout.write(orjson.dumps(verdict.to_dict()).decode() + "\n")
-    elif verdict.accepted:
-        binding = verdict.args_binding.value if verdict.args_binding else "-"
-        print(f"{_paint('ACCEPTED', '32', sys.stdout)} {verdict.attestation_id} (args: {binding})")
-    else:
-        reason = verdict.reason.value if verdict.reason else "?"
-        print(f"{_paint('REJECTED', '31', sys.stdout)} {reason} ({verdict.detail})")
-    return EXIT_OK if verdict.accepted else EXIT_MISMATCH
-
-
-_COMMANDS = {"run": _cmd_run, "verify-v0": _cmd_verify_v0}
+_COMMANDS = {"run": _cmd_run}
 
 
 def main(argv: list[str]) -> int:

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mcp_attest.algorithms import ES256Key, HS256Key, Key, RS256Key
 from mcp_attest.canonical import CanonicalizationError, parse_envelope_json
-from mcp_attest.conformance.vaara_v0 import V0Verifier
+from mcp_attest.conformance.vaara_v0 import v0_verifier
 from mcp_attest.envelope import parse_iat, signing_input
 from mcp_attest.keys import Keyring, KeyringError
 from mcp_attest.replay import InMemoryReplayStore
@@ -235,7 +235,7 @@ def _v0_case(root: Path, case_dir: Path, pinned: dict[str, Any]) -> Row:
         server, tool = entry["serverFingerprint"], entry["name"]
     except (ValueError, KeyError, IndexError, TypeError):
         server, tool = "unused", "unused"
-    verifier = V0Verifier(Keyring({iss: {kid: key}}), server, clock=lambda: float(at))
+    verifier = v0_verifier(Keyring({iss: {kid: key}}), server, clock=lambda: float(at))
     verdict = verifier.verify(sent, tool=tool, arguments=None)
     wire_ok = _v0_wire_ok(verdict)
     want = bool(expected["verification_result"])

@@ -24,27 +24,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from mcp_attest.canonical import (
-    CanonicalizationError,
-    canonicalize,
-    check_envelope_value,
-    parse_envelope_json,
-)
 from mcp_attest.envelope import DEFAULT_MAX_TTL, Envelope, MalformedEnvelope, b64url_encode, signing_input
 from mcp_attest.keys import Keyring
-from mcp_attest.transport import HeaderError, decode_header
-from mcp_attest.verdict import Reason
-from mcp_attest.verifier import EnvelopeInput, Verifier
-from mcp_attest.verifier import _reject as _verifier_reject
+from mcp_attest.verifier import Verifier
 
 __all__ = [
     "DIALECT",
     "HASH_ONLY_URI",
-    "V0Verifier",
     "from_wire",
     "hash_only_projection",
+    "read_v0",
     "sha256_tag",
     "sign_v0",
+    "v0_verifier",
 ]
 
 DIALECT = "vaara-v0"
@@ -191,44 +183,18 @@ def from_wire(obj: Mapping[str, Any], *, max_ttl: int = DEFAULT_MAX_TTL) -> Enve
     )
 
 
-class V0Verifier(Verifier):
-    """A ``Verifier`` whose V1 reads the vaara-v0 dialect; V0 and V2-V12 are unchanged.
+def v0_verifier(keyring: Keyring, server_fingerprint: str, **options: Any) -> Verifier:
+    """A ``Verifier`` whose V1 schema step reads the vaara-v0 dialect; V0 and V2-V12 are unchanged.
 
-    Only the parse step differs, so every policy knob, replay store and
+    Only the reader differs, so every policy knob, replay store and
     resolver behaves exactly as for spec envelopes.
     """
-
-    def _v1_parse(self, envelope: EnvelopeInput, header: str | None) -> Envelope:
-        from_header = None
-        if header is not None:
-            try:
-                raw = decode_header(header)
-            except HeaderError:
-                _verifier_reject(Reason.SIGNATURE_INVALID, "malformed.header")
-            from_header = _strict_object(raw)
-        obj = from_header if envelope is None else _strict_object(envelope)
-        assert obj is not None  # V0 already answered "neither transport"
-        if from_header is not None and canonicalize(obj) != canonicalize(from_header):
-            _verifier_reject(Reason.SIGNATURE_INVALID, "transport.conflict")
-        try:
-            return from_wire(obj, max_ttl=self.policy.max_ttl)
-        except MalformedEnvelope as exc:
-            _verifier_reject(Reason.SIGNATURE_INVALID, exc.detail)
+    return Verifier(keyring, server_fingerprint, reader=read_v0, **options)
 
 
-def _strict_object(envelope: EnvelopeInput) -> dict[str, Any]:
-    """C2 for every way an envelope can arrive, exactly as for the spec dialect."""
-    try:
-        if isinstance(envelope, bytes | bytearray):
-            return parse_envelope_json(bytes(envelope))
-        if isinstance(envelope, str):
-            try:
-                return parse_envelope_json(envelope.encode("utf-8"))
-            except UnicodeEncodeError:
-                _verifier_reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
-        return check_envelope_value(envelope)
-    except CanonicalizationError as exc:
-        _verifier_reject(Reason.SIGNATURE_INVALID, exc.detail)
+def read_v0(obj: Mapping[str, Any], max_ttl: int) -> Envelope:
+    """The ``EnvelopeReader`` for ``--dialect vaara-v0``."""
+    return from_wire(obj, max_ttl=max_ttl)
 
 
 def sign_v0(body: Mapping[str, Any], keyring: Keyring) -> dict[str, Any]:
