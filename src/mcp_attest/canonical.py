@@ -351,31 +351,38 @@ def _fast_ok(value: Any, depth: int) -> bool:
     orders agree unless a key holds a character outside the BMP. Floats are
     formatted differently by the two, and integers beyond 2^53-1 need the C3
     exactness check, so both take the slow path. Unlike ``proven_clean``,
-    zero is fine here: a Python int has no negative zero.
+    zero is fine here: a Python int has no negative zero. Leaves are checked
+    inline because this runs on the arguments of every call.
     """
     if depth > MAX_DEPTH:
         return False
     t = type(value)
     if t is dict:
-        for k, v in value.items():
+        for k in value:
             if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                 return False
-            tv = type(v)
-            if tv is str or tv is bool or v is None:
-                continue
-            if tv is int:
-                if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                    return False
-            elif not _fast_ok(v, depth + 1):
+        items = value.values()
+    elif t is list:
+        items = value
+    else:
+        return _fast_leaf(value)
+    for v in items:
+        tv = type(v)
+        if tv is str or tv is bool or v is None:
+            continue
+        if tv is int:
+            if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
                 return False
-        return True
-    if t is list:
-        return all(_fast_ok(v, depth + 1) for v in value)
-    if t is str or t is bool or value is None:
-        return True
+        elif not _fast_ok(v, depth + 1):
+            return False
+    return True
+
+
+def _fast_leaf(value: Any) -> bool:
+    t = type(value)
     if t is int:
         return bool(-MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER)
-    return False
+    return t is str or t is bool or value is None
 
 
 _ESCAPES = {

@@ -49,6 +49,7 @@ _INTENT_LIMIT = 4096
 _NONCE_LIMIT = 256
 _MIN_NONCE_BYTES = 16
 _SIGNATURE_HEX = {"HS256": 64, "ES256": 128}
+_MIN_NONCE_B64 = 22  # the shortest unpadded base64url text of 16 bytes
 
 _TOP = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
 _ISSUER = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
@@ -323,24 +324,24 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
     alg, iss, sub, kid = ia.get("alg"), ia.get("iss"), ia.get("sub"), ia.get("secretVersion")
     iat, exp, nonce, intent = ia.get("iat"), ia.get("expSeconds"), ia.get("nonce"), pd.get("intent")
     calls = pl.get("toolCalls")
+    # Chained identity checks and character counts (4 UTF-8 bytes per
+    # character at most) keep this to a handful of bytecodes per field.
     if not (
-        type(alg) is str
-        and len(sig) == _SIGNATURE_HEX.get(alg, -1)
-        and _LOWER_HEX.fullmatch(sig)
-        and _ok(iss, _IDENT_LIMIT)
-        and _ok(sub, _IDENT_LIMIT)
-        and _ok(kid, _IDENT_LIMIT)
-        and type(iat) is str
-        and _iat_ok(iat)
+        type(alg) is type(iss) is type(sub) is type(kid) is type(iat) is type(nonce) is type(intent) is str
         and type(exp) is int
-        and 1 <= exp <= max_ttl
-        and _ok(nonce, _NONCE_LIMIT)
-        and len(nonce) * 3 // 4 >= _MIN_NONCE_BYTES
-        and len(nonce) % 4 != 1
-        and _B64URL.fullmatch(nonce)
-        and _ok(intent, _INTENT_LIMIT)
         and type(calls) is list
+        and len(sig) == _SIGNATURE_HEX.get(alg, len(sig))
+        and 0 < len(iss) <= _IDENT_LIMIT // 4
+        and 0 < len(sub) <= _IDENT_LIMIT // 4
+        and 0 < len(kid) <= _IDENT_LIMIT // 4
+        and 0 < len(intent) <= _INTENT_LIMIT // 4
+        and _MIN_NONCE_B64 <= len(nonce) <= _NONCE_LIMIT // 4
+        and len(nonce) % 4 != 1
+        and 1 <= exp <= max_ttl
         and 1 <= len(calls) <= MAX_TOOL_CALLS
+        and _LOWER_HEX.fullmatch(sig)
+        and _B64URL.fullmatch(nonce)
+        and _iat_ok(iat)
     ):
         return None
     capability, planner_ref = pd.get("requestedCapability"), pd.get("plannerRef")
