@@ -1,0 +1,219 @@
+"""Added latency and throughput of the gateway in verify mode (docs/performance.md, "Gateway").
+
+Same run, same upstream (server-everything over Streamable HTTP on
+loopback): N ``tools/call echo`` requests straight to the upstream, then N
+through a verify-mode gateway (HS256, then ES256; default SQLite replay
+store and audit log in a temporary state dir), after a warm-up. Envelopes
+are signed before the clock starts: signing is the client's cost, not the
+gateway's. Throughput uses 16 concurrent clients, each with its own
+session. Needs ``.cache/third-party`` from the gateway tests.
+
+    .venv/bin/python bench/bench_gateway.py [--calls 2000] [--warmup 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mcp_attest import Issuer, Keyring, generate_key, server_fingerprint
+
+REPO = Path(__file__).resolve().parents[1]
+EVERYTHING = REPO / ".cache" / "third-party" / "node" / "node_modules" / ".bin" / "mcp-server-everything"
+FP = server_fingerprint("ev", "")
+HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(url: str) -> None:
+    for _ in range(200):
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+class Session:
+    def __init__(self, client: httpx.AsyncClient, url: str) -> None:
+        self.client, self.url, self.sid, self.ids = client, url, "", 0
+
+    async def post(self, message: dict[str, Any]) -> Any:
+        headers = {**HEADERS, "mcp-session-id": self.sid} if self.sid else HEADERS
+        resp = await self.client.post(self.url, content=json.dumps(message), headers=headers)
+        if resp.headers.get("content-type", "").startswith("text/event-stream"):
+            data = [line[5:] for line in resp.text.splitlines() if line.startswith("data:")]
+            return json.loads(data[-1]) if data else None
+        return resp.json() if resp.content else None
+
+    async def open(self) -> None:
+        params = {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        }
+        headers = HEADERS
+        resp = await self.client.post(
+            self.url,
+            content=json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}),
+            headers=headers,
+        )
+        self.sid = resp.headers["mcp-session-id"]
+        await self.post({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    async def call(self, envelope: dict[str, Any] | None) -> float:
+        self.ids += 1
+        params: dict[str, Any] = {"name": "echo", "arguments": {"message": "bench"}}
+        if envelope is not None:
+            params["_meta"] = {"attestation": envelope}
+        started = time.perf_counter()
+        reply = await self.post({"jsonrpc": "2.0", "id": self.ids, "method": "tools/call", "params": params})
+        elapsed = time.perf_counter() - started
+        if reply is None or "result" not in reply or reply["result"].get("isError"):
+            raise SystemExit(f"call failed: {reply}")
+        return elapsed
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def latency(url: str, envelopes: list[dict[str, Any]] | None, calls: int, warmup: int) -> list[float]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        session = Session(client, url)
+        await session.open()
+        for i in range(warmup):
+            await session.call(envelopes[i] if envelopes else None)
+        offset = warmup
+        return [await session.call(envelopes[offset + i] if envelopes else None) for i in range(calls)]
+
+
+async def throughput(
+    url: str, envelopes: list[dict[str, Any]] | None, calls: int, clients: int = 16
+) -> float:
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=64)) as client:
+        sessions = [Session(client, url) for _ in range(clients)]
+        await asyncio.gather(*(s.open() for s in sessions))
+        per = calls // clients
+
+        async def run(index: int, s: Session) -> None:
+            for i in range(per):
+                await s.call(envelopes[index * per + i] if envelopes else None)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(run(i, s) for i, s in enumerate(sessions)))
+        return per * clients / (time.perf_counter() - started)
+
+
+def envelopes_for(issuer: Issuer, n: int) -> list[dict[str, Any]]:
+    return [
+        issuer.sign(
+            tool="echo", arguments={"message": "bench"}, server_fingerprint=FP, intent="bench"
+        ).to_wire()
+        for _ in range(n)
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=2000)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--gateway-flag", action="append", default=[], help="extra gateway flag, e.g. --audit=none")
+    args = ap.parse_args()
+    if not EVERYTHING.exists():
+        raise SystemExit(
+            "run the gateway tests first: they install server-everything under .cache/third-party"
+        )
+    procs: list[subprocess.Popen[bytes]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
+    try:
+        up_port = free_port()
+        procs.append(
+            subprocess.Popen(
+                [str(EVERYTHING), "streamableHttp"],
+                env={**os.environ, "PORT": str(up_port)},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        upstream = f"http://127.0.0.1:{up_port}/mcp"
+        time.sleep(1.0)
+        results: dict[str, Any] = {}
+        direct = asyncio.run(latency(upstream, None, args.calls, args.warmup))
+        direct_tput = asyncio.run(throughput(upstream, None, args.calls))
+        results["direct"] = {"p50": pct(direct, 0.5), "p99": pct(direct, 0.99), "throughput": direct_tput}
+        for alg in ("HS256", "ES256"):
+            keys = tmp / f"{alg}.json"
+            Keyring().with_key("agent", generate_key(alg, "k1")).save(keys, private=True)
+            port = free_port()
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-c",
+                        "import sys; from mcp_attest.gateway.cli import main; sys.exit(main(sys.argv[1:]))",
+                        "--http",
+                        f"127.0.0.1:{port}",
+                        "--keys",
+                        str(keys),
+                        "--upstream-url",
+                        upstream,
+                        "--name",
+                        "ev",
+                        "--state-dir",
+                        str(tmp / f"state-{alg}"),
+                        *args.gateway_flag,
+                    ]
+                )
+            )
+            wait(f"http://127.0.0.1:{port}/healthz")
+            issuer = Issuer(Keyring.load(keys), iss="agent", sub="bench")
+            url = f"http://127.0.0.1:{port}/mcp"
+            envs = envelopes_for(issuer, args.calls + args.warmup)
+            via = asyncio.run(latency(url, envs, args.calls, args.warmup))
+            tput = asyncio.run(throughput(url, envelopes_for(issuer, args.calls), args.calls))
+            results[alg] = {
+                "p50": pct(via, 0.5),
+                "p99": pct(via, 0.99),
+                "throughput": tput,
+                "mean": statistics.fmean(via),
+            }
+        d = results["direct"]
+        print(
+            f"direct: p50 {d['p50'] * 1e3:.3f} ms  p99 {d['p99'] * 1e3:.3f} ms  16 clients {d['throughput']:.0f} calls/s"
+        )
+        for alg in ("HS256", "ES256"):
+            r = results[alg]
+            print(
+                f"{alg}: p50 {r['p50'] * 1e3:.3f} ms (+{(r['p50'] - d['p50']) * 1e3:.3f} ms, x{r['p50'] / d['p50']:.2f})  "
+                f"p99 {r['p99'] * 1e3:.3f} ms (+{(r['p99'] - d['p99']) * 1e3:.3f} ms, x{r['p99'] / d['p99']:.2f})  "
+                f"16 clients {r['throughput']:.0f} calls/s (x{r['throughput'] / d['throughput']:.2f})"
+            )
+        print(json.dumps(results))
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
