@@ -331,6 +331,7 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
         and type(exp) is int
         and type(calls) is list
         and len(sig) == _SIGNATURE_HEX.get(alg, len(sig))
+        and 0 < len(alg)
         and 0 < len(iss) <= _IDENT_LIMIT // 4
         and 0 < len(sub) <= _IDENT_LIMIT // 4
         and 0 < len(kid) <= _IDENT_LIMIT // 4
