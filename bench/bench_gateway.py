@@ -199,9 +199,7 @@ def main() -> None:
             }
         d = results["direct"]
         ms = 1e3
-        print(
         print(f"direct: p50 {d['p50'] * ms:.3f} ms  p99 {d['p99'] * ms:.3f} ms  {d['throughput']:.0f}/s")
-        )
         for alg in ("HS256", "ES256"):
             r = results[alg]
             added = {q: (r[q] - d[q]) * ms for q in ("p50", "p99")}
