@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import re
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -41,6 +41,8 @@ _MIN_RSA_BITS = 2048
 _SHA256 = hashes.SHA256()
 _ECDSA = ec.ECDSA(_SHA256)
 _PKCS1 = padding.PKCS1v15()
+_Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
+_Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
 # E7: lowercase hex only. ``int(x, 16)`` and ``bytes.fromhex`` would also take
 # "0x", "_", spaces and uppercase, and raise on anything else.
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
@@ -135,7 +137,32 @@ class HS256Key(Key):
         return f"HS256Key(kid={self.kid!r}, secret=<redacted>)"
 
 
-class ES256Key(Key):
+class _AsymmetricKey(Key, Generic[_Public, _Private]):
+    """The part ES256 and RS256 share: a public key, maybe its private half."""
+
+    _public: _Public
+    _private: _Private | None
+
+    def __init__(self, kid: str, public: _Public, private: _Private | None = None) -> None:
+        self.kid = kid
+        self._public = public
+        self._private = private
+
+    @property
+    def can_sign(self) -> bool:
+        return self._private is not None
+
+    def _signer(self) -> _Private:
+        private = self._private
+        if private is None:
+            raise KeyMaterialError(f"key {self.kid!r}: no private key to sign with")
+        return private
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(kid={self.kid!r}, private={self.can_sign})"
+
+
+class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivateKey]):
     """ECDSA P-256 with SHA-256; signatures are raw r||s, never DER (E7)."""
 
     alg = "ES256"
@@ -148,13 +175,7 @@ class ES256Key(Key):
     ) -> None:
         if not isinstance(public.curve, ec.SECP256R1):
             raise KeyMaterialError(f"key {kid!r}: ES256 needs a P-256 key, got {public.curve.name}")
-        self.kid = kid
-        self._public = public
-        self._private = private
-
-    @property
-    def can_sign(self) -> bool:
-        return self._private is not None
+        super().__init__(kid, public, private)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
         if len(signature_hex) != 128 or not _LOWER_HEX.fullmatch(signature_hex):
@@ -170,9 +191,7 @@ class ES256Key(Key):
         return True
 
     def sign(self, message: bytes) -> str:
-        if self._private is None:
-            raise KeyMaterialError(f"key {self.kid!r}: no private key to sign with")
-        r, s = decode_dss_signature(self._private.sign(message, _ECDSA))
+        r, s = decode_dss_signature(self._signer().sign(message, _ECDSA))
         if s > _P256_ORDER // 2:  # K6: issuers emit low-S
             s = _P256_ORDER - s
         return f"{r:064x}{s:064x}"
@@ -193,11 +212,8 @@ class ES256Key(Key):
             jwk["d"] = b64url_encode(d.to_bytes(32, "big"))
         return jwk
 
-    def __repr__(self) -> str:
-        return f"ES256Key(kid={self.kid!r}, private={self.can_sign})"
 
-
-class RS256Key(Key):
+class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
     """RSASSA-PKCS1-v1_5 with SHA-256 on a modulus of at least 2048 bits."""
 
     alg = "RS256"
@@ -210,14 +226,8 @@ class RS256Key(Key):
     ) -> None:
         if public.key_size < _MIN_RSA_BITS:
             raise KeyMaterialError(f"key {kid!r}: RSA modulus is {public.key_size} bits, need >= 2048")
-        self.kid = kid
-        self._public = public
-        self._private = private
+        super().__init__(kid, public, private)
         self._hex_len = 2 * ((public.key_size + 7) // 8)
-
-    @property
-    def can_sign(self) -> bool:
-        return self._private is not None
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
         if len(signature_hex) != self._hex_len or not _LOWER_HEX.fullmatch(signature_hex):
@@ -229,9 +239,7 @@ class RS256Key(Key):
         return True
 
     def sign(self, message: bytes) -> str:
-        if self._private is None:
-            raise KeyMaterialError(f"key {self.kid!r}: no private key to sign with")
-        return self._private.sign(message, _PKCS1, _SHA256).hex()
+        return self._signer().sign(message, _PKCS1, _SHA256).hex()
 
     def public_jwk(self) -> dict[str, Any]:
         nums = self._public.public_numbers()
@@ -250,9 +258,6 @@ class RS256Key(Key):
                 qi=_b64_int(p.iqmp),
             )
         return jwk
-
-    def __repr__(self) -> str:
-        return f"RS256Key(kid={self.kid!r}, bits={self._public.key_size}, private={self.can_sign})"
 
 
 def _b64_int(value: int) -> str:

@@ -158,26 +158,12 @@ def _unique_pairs(detail: str) -> Callable[[list[tuple[str, Any]]], dict[str, An
     return hook
 
 
-_ENVELOPE_PAIRS = _unique_pairs("malformed.duplicate_key")
-
-
 def _slow_parse_envelope(data: bytes) -> dict[str, Any]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail("malformed.utf8", f"invalid UTF-8 at byte {exc.start}")
-    try:
-        obj = json.loads(
-            text,
-            object_pairs_hook=_ENVELOPE_PAIRS,
-            parse_float=_reject_float,
-            parse_int=_envelope_int,
-            parse_constant=_reject_constant,
-        )
-    except RecursionError:
-        _fail("malformed.depth", f"nesting deeper than {MAX_DEPTH}")
-    except json.JSONDecodeError as exc:
-        _fail("malformed.json", f"not JSON: {exc.msg} at {exc.pos}")
+    obj = _ENVELOPE_JSON.loads(text)
     if type(obj) is not dict:
         _fail("malformed.not_object", "envelope top level is not an object")
     _check_strings_and_depth(obj, 1, "malformed")
@@ -283,7 +269,53 @@ def _args_constant(token: str) -> NoReturn:
     _fail(_ARGS, f"{token} is not a finite number")
 
 
-_ARGS_PAIRS = _unique_pairs(_ARGS)
+class _StrictJSON:
+    """``json.loads`` with the hooks of one reading, its failures mapped to detail codes."""
+
+    def __init__(
+        self,
+        *,
+        pairs_detail: str,
+        parse_float: Callable[[str], Any],
+        parse_int: Callable[[str], Any],
+        parse_constant: Callable[[str], Any],
+        depth_detail: str,
+        syntax_detail: str,
+    ) -> None:
+        self._hooks: dict[str, Any] = {
+            "object_pairs_hook": _unique_pairs(pairs_detail),
+            "parse_float": parse_float,
+            "parse_int": parse_int,
+            "parse_constant": parse_constant,
+        }
+        self._depth_detail = depth_detail
+        self._syntax_detail = syntax_detail
+
+    def loads(self, text: str) -> Any:
+        try:
+            return json.loads(text, **self._hooks)
+        except RecursionError:
+            _fail(self._depth_detail, f"nesting deeper than {MAX_DEPTH}")
+        except json.JSONDecodeError as exc:
+            _fail(self._syntax_detail, f"not JSON: {exc.msg} at {exc.pos}")
+
+
+_ENVELOPE_JSON = _StrictJSON(
+    pairs_detail="malformed.duplicate_key",
+    parse_float=_reject_float,
+    parse_int=_envelope_int,
+    parse_constant=_reject_constant,
+    depth_detail="malformed.depth",
+    syntax_detail="malformed.json",
+)
+_ARGS_JSON = _StrictJSON(
+    pairs_detail=_ARGS,
+    parse_float=_args_float,
+    parse_int=_args_int,
+    parse_constant=_args_constant,
+    depth_detail=_ARGS,
+    syntax_detail="args.not_json",
+)
 
 
 def parse_arguments(data: bytes | str) -> Any:
@@ -295,18 +327,7 @@ def parse_arguments(data: bytes | str) -> Any:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             _fail("args.not_json", f"invalid UTF-8 at byte {exc.start}")
-    try:
-        value = json.loads(
-            data,
-            object_pairs_hook=_ARGS_PAIRS,
-            parse_float=_args_float,
-            parse_int=_args_int,
-            parse_constant=_args_constant,
-        )
-    except RecursionError:
-        _fail(_ARGS, f"nesting deeper than {MAX_DEPTH}")
-    except json.JSONDecodeError as exc:
-        _fail("args.not_json", f"not JSON: {exc.msg} at {exc.pos}")
+    value = _ARGS_JSON.loads(data)
     try:
         _check_strings_and_depth(value, 1, "args")
     except CanonicalizationError as exc:

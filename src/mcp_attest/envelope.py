@@ -12,7 +12,7 @@ import base64
 import calendar
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, NoReturn, TypeGuard
 
 import orjson
@@ -183,11 +183,7 @@ class Envelope(NamedTuple):
                 env = _fast_envelope(obj, data, max_ttl)
                 if env is not None:
                     return env
-        try:
-            obj = parse_envelope_json(data)
-        except CanonicalizationError as exc:
-            raise MalformedEnvelope(exc.detail, str(exc)) from None
-        return cls.from_wire(obj, max_ttl=max_ttl)
+        return cls.from_wire(_c2(parse_envelope_json, data), max_ttl=max_ttl)
 
     @classmethod
     def from_parsed(cls, obj: Any, *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
@@ -209,11 +205,7 @@ class Envelope(NamedTuple):
                 if len(whole) > MAX_ENVELOPE_BYTES:
                     _bad("malformed.too_large", f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
                 return Envelope(*env[:-1], body)
-        try:
-            checked = check_envelope_value(obj)
-        except CanonicalizationError as exc:
-            raise MalformedEnvelope(exc.detail, str(exc)) from None
-        return cls.from_wire(checked, max_ttl=max_ttl)
+        return cls.from_wire(_c2(check_envelope_value, obj), max_ttl=max_ttl)
 
     @classmethod
     def from_wire(cls, obj: Mapping[str, Any], *, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
@@ -274,6 +266,14 @@ class Envelope(NamedTuple):
         return signing_input(self.wire)
 
 
+def _c2(check: Callable[[Any], dict[str, Any]], value: Any) -> dict[str, Any]:
+    """Run a C2 reader, reporting its refusal as the schema error it is."""
+    try:
+        return check(value)
+    except CanonicalizationError as exc:
+        raise MalformedEnvelope(exc.detail, str(exc)) from None
+
+
 def _fast_envelope(obj: dict[str, Any], data: bytes, max_ttl: int) -> Envelope | None:
     """The fast path of ``from_json``; ``None`` means "not proven, ask the strict reader"."""
     env = _typical(obj, max_ttl)
@@ -331,7 +331,7 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
         and type(exp) is int
         and type(calls) is list
         and len(sig) == _SIGNATURE_HEX.get(alg, len(sig))
-        and 0 < len(alg)
+        and len(alg) > 0
         and 0 < len(iss) <= _IDENT_LIMIT // 4
         and 0 < len(sub) <= _IDENT_LIMIT // 4
         and 0 < len(kid) <= _IDENT_LIMIT // 4
