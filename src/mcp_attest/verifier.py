@@ -136,6 +136,15 @@ class Verifier:
         self._resolvers: dict[str, Resolver] = {"data": resolve_data_uri}
         self._resolvers.update({k.lower(): v for k, v in (resolvers or {}).items()})
 
+    def replace_keyring(self, keyring: Keyring) -> None:
+        """Swap in a reloaded keyring (rotation without a restart).
+
+        One attribute assignment, so a verification in flight sees either
+        the old or the new ring, never a mix. Load the new ring first: a
+        ring that fails to load must not reach here (V12).
+        """
+        self.keyring = keyring
+
     @property
     def algorithms(self) -> tuple[str, ...]:
         """Allowed algorithms, in the order a capability advertises them."""

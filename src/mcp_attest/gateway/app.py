@@ -122,7 +122,7 @@ class Gateway:
             return False
         for route in self.routes.values():
             if route.guard is not None:
-                route.guard.verifier.keyring = keyring
+                route.guard.verifier.replace_keyring(keyring)
             if issuer is not None:
                 route.issuer = issuer
         logger.warning("keyring reloaded from %s (%d keys)", self._keys_path(), len(keyring))
