@@ -1,0 +1,160 @@
+"""``mcp-attest audit verify|export|tail``: the auditor's side of the log.
+
+Exit codes follow the CLI contract: 0 ok, 1 a broken chain, 2 a usage or
+configuration problem (unreadable keyring, missing log, unreachable
+database) reported as one line on stderr, never a traceback. Every
+command opens the log read-only (``create=False``), so pointing one at a
+wrong path or schema cannot create an empty log that then "verifies".
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import NoReturn, TextIO
+
+import orjson
+
+from mcp_attest.audit.backend import RecordQuery
+from mcp_attest.audit.log import AuditLog, ChainReport
+from mcp_attest.audit.record import AuditError, AuditRecord
+from mcp_attest.keys import Keyring, KeyringError
+from mcp_attest.stores import open_audit_log
+
+__all__ = ["main"]
+
+_PROG = "mcp-attest audit"
+
+
+class _UsageError(Exception):
+    """A bad command line; becomes exit 2 with one line on stderr."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog=_PROG, description="Verify, export and follow the hash-chained audit log.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    verify = sub.add_parser("verify", help="check every link, checkpoint and (with --keys) envelope")
+    verify.add_argument("url", help="sqlite:///path, a file path, or postgresql://...?schema=NAME")
+    verify.add_argument("--keys", help="keyring to re-verify stored envelopes' signatures")
+    verify.add_argument("--checkpoint-keys", help="keyring holding the checkpoint signing key's public part")
+    verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    export = sub.add_parser("export", help="print records as JSON Lines")
+    export.add_argument("url")
+    export.add_argument("--since", type=_timestamp, help="RFC 3339 time or epoch seconds (inclusive)")
+    export.add_argument("--until", type=_timestamp, help="RFC 3339 time or epoch seconds (exclusive)")
+    export.add_argument("--sub", help="only decisions for this subject")
+    export.add_argument("--tool", help="only decisions about this tool")
+    export.add_argument("--reason", help="only this rejection reason ('accepted' for accepted calls)")
+
+    tail = sub.add_parser("tail", help="print the newest records, and with --follow new ones as they come")
+    tail.add_argument("url")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="newest records to show (default 10)")
+    tail.add_argument("--follow", "-f", action="store_true", help="print new records until interrupted")
+    tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
+    return parser
+
+
+def _timestamp(text: str) -> float:
+    """Epoch seconds from an RFC 3339 time (any offset) or a plain number."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use RFC 3339 or epoch seconds)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None = None) -> int:
+    """Run one audit command; ``stop`` ends ``tail --follow`` (tests; Ctrl-C otherwise)."""
+    out = sys.stdout
+    try:
+        args = _parser().parse_args(argv)
+    except _UsageError as exc:
+        return _fail(str(exc))
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0)
+    try:
+        log = open_audit_log(args.url, create=False)
+    except (AuditError, ValueError) as exc:
+        return _fail(str(exc))
+    try:
+        if args.command == "verify":
+            return _verify(log, args, out)
+        if args.command == "export":
+            query = RecordQuery(args.since, args.until, args.sub, args.tool, args.reason)
+            _print_records(log.records(query), out)
+            return 0
+        return _tail(log, args, out, stop or threading.Event().is_set)
+    except (AuditError, KeyringError) as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # `audit export | head`
+        return 0
+    finally:
+        log.backend.close()
+
+
+def _fail(message: str) -> int:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _verify(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
+    keyring = Keyring.load(args.keys) if args.keys else None
+    checkpoint_keys = Keyring.load(args.checkpoint_keys) if args.checkpoint_keys else None
+    report = log.verify(keyring, checkpoint_keys=checkpoint_keys)
+    if args.json:
+        out.write(orjson.dumps(report.to_dict()).decode() + "\n")
+    else:
+        out.write(_summary(report))
+    return 0 if report.ok else 1
+
+
+def _summary(report: ChainReport) -> str:
+    lines = []
+    if report.broken is None:
+        lines.append(
+            f"ok: {report.location}: {report.records} records, head seq {report.head_seq} "
+            f"hash {report.head_hash}"
+        )
+    else:
+        lines.append(f"BROKEN: {report.location}: record {report.broken.seq}: {report.broken.problem}")
+        lines.append(f"  records 1..{report.records} verified")
+    signed = "signatures checked" if report.checkpoint_signatures_checked else "signatures not checked"
+    lines.append(f"  checkpoints: {report.checkpoints} ({signed})")
+    lines.append(f"  envelopes re-verified: {report.envelopes_verified}")
+    lines.extend(f"  warning: {w}" for w in report.warnings)
+    return "\n".join(lines) + "\n"
+
+
+def _print_records(records: Iterable[AuditRecord], out: TextIO) -> None:
+    for record in records:
+        out.write(record.to_json().decode("utf-8") + "\n")
+        out.flush()
+
+
+def _tail(log: AuditLog, args: argparse.Namespace, out: TextIO, stop: Callable[[], bool]) -> int:
+    if args.lines < 0:
+        return _fail("--lines must be >= 0")
+    newest = log.tail(args.lines) if args.lines else []
+    _print_records(newest, out)
+    if args.follow:
+        after = newest[-1].seq if newest else log.backend.head()[0]
+        _print_records(log.follow(after, interval=args.interval, stop=stop), out)
+    return 0

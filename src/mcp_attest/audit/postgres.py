@@ -1,0 +1,260 @@
+"""The fleet audit backend: one chain in PostgreSQL, appended to by many processes.
+
+Every append locks the single ``audit_head`` row (``SELECT ... FOR
+UPDATE``) before it reads the head, so writers on any number of hosts
+queue on that row and the chain can neither fork nor skip a seq; the
+``seq`` primary key would refuse a fork even if the lock were bypassed.
+A row lock is released by COMMIT or by the death of the session, so a
+writer killed mid-append never leaves the chain locked.
+
+The client serializes the record before it asks for the lock
+(``RecordDraft``: the record's JCS bytes minus the three chain members),
+and a server-side function locks the head, splices in prevHash and seq,
+hashes, inserts and moves the head: one round trip, so the lock is held
+for the server's work and the commit only, never for a network round
+trip. The client then re-seals the same draft and checks the hash the
+server computed, so a server that sealed differently is caught at once.
+
+Tables live in one PostgreSQL schema (default ``mcp_attest``), created and
+migrated by this module under an advisory lock, so several processes
+starting at once do not race on ``CREATE``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+
+from mcp_attest.audit.backend import SCHEMA_VERSION, RecordQuery, pending_migrations, query_clauses
+from mcp_attest.audit.record import (
+    COLUMNS,
+    GENESIS_HASH,
+    AuditConfigError,
+    AuditUnavailable,
+    RecordDraft,
+    StoredRow,
+)
+from mcp_attest.verdict import format_rfc3339
+
+__all__ = ["DEFAULT_SCHEMA", "PostgresAuditBackend"]
+
+DEFAULT_SCHEMA = "mcp_attest"
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_MIGRATIONS: Sequence[Sequence[str]] = (
+    (
+        "CREATE TABLE {s}.audit_meta (key text PRIMARY KEY, value text NOT NULL)",
+        "CREATE TABLE {s}.audit_records (seq bigint PRIMARY KEY, hash text NOT NULL, "
+        "ts double precision NOT NULL, sub text, tool text NOT NULL, reason text, body text NOT NULL)",
+        "CREATE INDEX audit_records_ts ON {s}.audit_records (ts)",
+        "CREATE TABLE {s}.audit_head (id integer PRIMARY KEY CHECK (id = 1), seq bigint NOT NULL, "
+        "hash text NOT NULL CHECK (char_length(hash) = 64 AND hash ~ '^[0-9a-f]+$'))",
+        f"INSERT INTO {{s}}.audit_head VALUES (1, 0, '{GENESIS_HASH}')",  # noqa: S608 - a constant
+        "CREATE TABLE {s}.audit_checkpoints (seq bigint PRIMARY KEY, body text NOT NULL)",
+        # Seals a RecordDraft exactly as RecordDraft.seal does (see chain_members).
+        """CREATE FUNCTION {s}.audit_append(p_prefix text, p_recorded_at text, p_suffix text,
+            p_ts double precision, p_sub text, p_tool text, p_reason text,
+            OUT new_seq bigint, OUT prev_hash text, OUT new_hash text)
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            body text;
+        BEGIN
+            SELECT h.seq + 1, h.hash INTO new_seq, prev_hash FROM {s}.audit_head h WHERE h.id = 1 FOR UPDATE;
+            body := p_prefix || '"prevHash":"' || prev_hash || '","recordedAt":"' || p_recorded_at
+                || '","seq":' || new_seq || p_suffix;
+            new_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
+            INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
+                VALUES (new_seq, new_hash, body, p_ts, p_sub, p_tool, p_reason);
+            UPDATE {s}.audit_head SET seq = new_seq, hash = new_hash WHERE id = 1;
+        END
+        $fn$""",
+    ),
+)
+
+T = TypeVar("T")
+
+
+class PostgresAuditBackend:
+    """A chain in ``schema`` of the database ``conninfo`` names.
+
+    ``create=False`` opens an existing chain without creating or
+    migrating anything (what ``verify`` and ``export`` want).
+    """
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str = DEFAULT_SCHEMA,
+        create: bool = True,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if not _SCHEMA_NAME.fullmatch(schema):
+            raise AuditConfigError(f"invalid PostgreSQL schema name {schema!r}")
+        self._conninfo = conninfo
+        self._schema = schema
+        self._timeout = max(1, round(connect_timeout))
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        s = sql.Identifier(schema)
+        self._q = {
+            name: sql.SQL(text).format(s=s)
+            for name, text in {
+                "append": "SELECT * FROM {s}.audit_append(%s, %s, %s, %s, %s, %s, %s)",
+                "head": "SELECT seq, hash FROM {s}.audit_head WHERE id = 1",
+                "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
+                "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
+                "version": "SELECT max(version) FROM {s}.schema_version",
+                "chain_id": "SELECT value FROM {s}.audit_meta WHERE key = 'chain_id'",
+            }.items()
+        }
+        self._chain_id = self._run(self._migrate if create else self._check_schema)
+
+    @property
+    def chain_id(self) -> str:
+        return self._chain_id
+
+    @property
+    def location(self) -> str:
+        conn = self._conn
+        if conn is None or conn.closed:
+            return f"postgresql (schema {self._schema})"
+        info = conn.info
+        return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}?schema={self._schema}"
+
+    # -- connection --------------------------------------------------------
+
+    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailable``.
+
+        A connection broken by a failover or restart is replaced on the next
+        call, so the log recovers by itself once the server is back.
+        """
+        with self._lock:
+            try:
+                conn = self._conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._conn = psycopg.connect(
+                        self._conninfo, autocommit=True, connect_timeout=self._timeout
+                    )
+                return work(conn)
+            except psycopg.Error as exc:
+                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise AuditUnavailable(f"audit log (postgresql schema {self._schema}): {message}") from None
+
+    def _migrate(self, conn: psycopg.Connection[Any]) -> str:
+        digest = hashlib.sha256(f"mcp-attest:{self._schema}".encode()).digest()
+        lock_id = int.from_bytes(digest[:8], "big", signed=True)
+        s = sql.Identifier(self._schema)
+        encoding = conn.execute("SHOW server_encoding").fetchone()
+        if encoding is None or encoding[0] != "UTF8":
+            raise AuditConfigError(f"audit log {self.location}: the database encoding must be UTF8")
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {s}").format(s=s))
+            conn.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)").format(
+                    s=s
+                )
+            )
+            found = self._version(conn)
+            for stmt in pending_migrations(found, _MIGRATIONS, self.location):
+                conn.execute(sql.SQL(stmt).format(s=s))
+            if found < SCHEMA_VERSION:
+                conn.execute(sql.SQL("DELETE FROM {s}.schema_version").format(s=s))
+                conn.execute(
+                    sql.SQL("INSERT INTO {s}.schema_version VALUES (%s)").format(s=s), (SCHEMA_VERSION,)
+                )
+            conn.execute(
+                sql.SQL("INSERT INTO {s}.audit_meta VALUES ('chain_id', %s) ON CONFLICT DO NOTHING").format(
+                    s=s
+                ),
+                (secrets.token_hex(16),),
+            )
+            return self._stored_chain_id(conn)
+
+    def _check_schema(self, conn: psycopg.Connection[Any]) -> str:
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = 'schema_version'",
+            (self._schema,),
+        ).fetchone()
+        if exists is None:
+            raise AuditConfigError(f"no mcp-attest audit log in PostgreSQL schema {self._schema!r}")
+        found = self._version(conn)
+        if found != SCHEMA_VERSION:
+            pending_migrations(found, _MIGRATIONS, self.location)  # raises for a newer schema
+            raise AuditConfigError(
+                f"audit log {self.location} has schema version {found}; open it once with a writer to migrate"
+            )
+        return self._stored_chain_id(conn)
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(self._q["version"]).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def _stored_chain_id(self, conn: psycopg.Connection[Any]) -> str:
+        row = conn.execute(self._q["chain_id"]).fetchone()
+        if row is None:
+            raise AuditConfigError(f"audit log {self.location} has no chain id")
+        return str(row[0])
+
+    # -- writing -----------------------------------------------------------
+
+    def append(self, draft: RecordDraft, now: float) -> StoredRow:
+        """One statement in autocommit: the lock is held only while the server seals and commits."""
+        params = (
+            draft.prefix.decode("utf-8"),
+            format_rfc3339(now),
+            draft.suffix.decode("utf-8"),
+            now,
+            draft.sub,
+            draft.tool,
+            draft.reason,
+        )
+        found = self._run(lambda conn: conn.execute(self._q["append"], params).fetchone())
+        if found is None:  # pragma: no cover - the function always returns one row
+            raise AuditUnavailable(f"audit log {self.location}: append returned nothing")
+        row = draft.seal(int(found[0]), str(found[1]), now)
+        if row.hash != found[2]:
+            raise AuditUnavailable(
+                f"audit log {self.location}: the server sealed record {row.seq} differently "
+                "(its text encoding must be UTF8)"
+            )
+        return row
+
+    def add_checkpoint(self, seq: int, body: bytes) -> None:
+        self._run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))
+
+    # -- reading -----------------------------------------------------------
+
+    def rows(self, query: RecordQuery) -> list[StoredRow]:
+        where, params = query_clauses(query, "%s")
+        stmt = self._q["rows"] + sql.SQL(where)  # fixed clauses; every value is a bound parameter
+        return self._run(lambda conn: [StoredRow.from_db(r) for r in conn.execute(stmt, params).fetchall()])
+
+    def head(self) -> tuple[int, str]:
+        def work(conn: psycopg.Connection[Any]) -> tuple[int, str]:
+            row = conn.execute(self._q["head"]).fetchone()
+            return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
+
+        return self._run(work)
+
+    def checkpoints(self) -> list[tuple[int, bytes]]:
+        def work(conn: psycopg.Connection[Any]) -> list[tuple[int, bytes]]:
+            found = conn.execute(self._q["checkpoints"]).fetchall()
+            return [(int(seq), str(body).encode("utf-8")) for seq, body in found]
+
+        return self._run(work)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()

@@ -1,0 +1,232 @@
+"""One audit record: what it holds, how it is hashed, how it is stored.
+
+A record is the verifier's own facts (PROFILE section 7) for one decision,
+never the issuer's claims echoed back, plus what an auditor needs to tie
+them to the call: the tool name, a digest of the runtime arguments and,
+by default, the envelope itself so the decision can be re-verified offline.
+Its ``hash`` covers the JCS bytes of everything else, ``prevHash`` included,
+so each record pins every record before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mcp_attest.canonical import CanonicalizationError, canonicalize, canonicalize_arguments
+from mcp_attest.envelope import b64url_encode
+from mcp_attest.verdict import Verdict, format_rfc3339
+
+__all__ = [
+    "COLUMNS",
+    "GENESIS_HASH",
+    "RECORD_VERSION",
+    "AuditConfigError",
+    "AuditError",
+    "AuditRecord",
+    "AuditUnavailable",
+    "RecordDraft",
+    "StoredRow",
+    "record_hash",
+]
+
+RECORD_VERSION = 1
+GENESIS_HASH = "0" * 64
+COLUMNS = "seq, hash, body, ts, sub, tool, reason"
+_FIRST_CHAIN_FIELD = "prevHash"
+_LAST_CHAIN_FIELD = "seq"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+class AuditError(Exception):
+    """Base of every audit-log failure."""
+
+
+class AuditUnavailable(AuditError):  # noqa: N818 - a state, like StoreUnavailable
+    """The backend cannot take or give records right now.
+
+    An append that raises this was not acknowledged: it may or may not be
+    stored, and the caller decides whether the decision may stand without
+    its record (fail closed is the safe choice).
+    """
+
+
+class AuditConfigError(AuditError, ValueError):
+    """A URL, schema or option that can never work; retrying will not help."""
+
+
+def record_hash(body: bytes) -> str:
+    """Lowercase hex SHA-256 of a record's JCS bytes without ``hash``."""
+    return hashlib.sha256(body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A record as a backend stores it: the JCS body plus index columns.
+
+    The index columns duplicate fields of the body only so that ``export``
+    filters run in the database; verification checks they still agree.
+    """
+
+    seq: int
+    hash: str
+    body: bytes
+    ts: float
+    sub: str | None
+    tool: str
+    reason: str | None
+
+    @classmethod
+    def from_db(cls, row: Sequence[Any]) -> StoredRow:
+        """From a ``SELECT seq, hash, body, ts, sub, tool, reason`` row of any driver."""
+        seq, hash_, body, ts, sub, tool, reason = row
+        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        return cls(int(seq), str(hash_), data, float(ts), sub, str(tool), reason)
+
+    def db_values(self) -> tuple[int, str, str, float, str | None, str, str | None]:
+        """The same columns, in the same order, for an INSERT."""
+        return (self.seq, self.hash, self.body.decode("utf-8"), self.ts, self.sub, self.tool, self.reason)
+
+
+def index_columns(body: Mapping[str, Any], ts: float) -> tuple[float, str | None, str, str | None]:
+    """The (ts, sub, tool, reason) columns a body implies."""
+    facts = body.get("facts") or {}
+    return ts, facts.get("sub"), str(body.get("tool")), facts.get("reason")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDraft:
+    """Everything of a record that does not depend on its place in the chain.
+
+    Built, and serialized, before the backend takes its lock, so that the
+    serialized part of an append stays as short as possible. The chain
+    fields (``prevHash``, ``recordedAt``, ``seq``) sort between ``facts``
+    and ``tool`` under JCS, and every member name is a fixed ASCII name, so
+    the record's JCS bytes are exactly ``prefix + chain members + suffix``:
+    sealing is a concatenation, which a database can do too (PostgreSQL
+    seals inside its append function, in one round trip).
+    """
+
+    fields: dict[str, Any]
+    prefix: bytes
+    suffix: bytes
+    tool: str
+    sub: str | None
+    reason: str | None
+
+    @classmethod
+    def build(
+        cls,
+        verdict: Verdict,
+        *,
+        chain_id: str,
+        tool: str,
+        arguments: Mapping[str, Any] | None,
+        envelope: Mapping[str, Any] | None,
+        record_fields: Collection[str] = (),
+    ) -> RecordDraft:
+        """Digest the arguments, keep only opted-in fields, attach the envelope."""
+        tool = _printable(tool)
+        fields: dict[str, Any] = {
+            "v": RECORD_VERSION,
+            "chainId": chain_id,
+            "tool": tool,
+            "facts": verdict.to_dict(),
+        }
+        args = {} if arguments is None else dict(arguments)
+        try:
+            fields["argsDigest"] = b64url_encode(hashlib.sha256(canonicalize_arguments(args)).digest())
+        except CanonicalizationError as exc:
+            # The verifier refused these arguments for the same reason (C3);
+            # the record says so instead of inventing a digest.
+            fields["argsDigest"] = None
+            fields["argsError"] = exc.detail
+        else:
+            kept = {name: args[name] for name in sorted(record_fields) if name in args}
+            if kept:
+                fields["args"] = kept
+        if envelope is not None:
+            fields["envelope"] = dict(envelope)
+        try:
+            before = canonicalize({k: v for k, v in fields.items() if k < _FIRST_CHAIN_FIELD})
+        except CanonicalizationError as exc:
+            # Only a rejected envelope can hold what JCS cannot write (a float,
+            # a lone surrogate); the decision is still recorded, without it.
+            fields["envelopeError"] = exc.detail
+            fields.pop("envelope", None)
+            before = canonicalize({k: v for k, v in fields.items() if k < _FIRST_CHAIN_FIELD})
+        after = canonicalize({k: v for k, v in fields.items() if k > _LAST_CHAIN_FIELD})
+        facts = fields["facts"]
+        return cls(fields, before[:-1] + b",", b"," + after[1:], tool, facts["sub"], facts["reason"])
+
+    def seal(self, seq: int, prev_hash: str, now: float) -> StoredRow:
+        """Place the draft at ``seq`` after ``prev_hash`` and hash it."""
+        if not _HEX64.fullmatch(prev_hash):
+            raise AuditUnavailable(f"chain head hash {prev_hash!r} is not a SHA-256 hex digest")
+        data = self.prefix + chain_members(seq, prev_hash, format_rfc3339(now)).encode("ascii") + self.suffix
+        return StoredRow(seq, record_hash(data), data, now, self.sub, self.tool, self.reason)
+
+
+def _printable(text: str) -> str:
+    """A client-chosen name with a lone surrogate is still recorded, escaped."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+def chain_members(seq: int, prev_hash: str, recorded_at: str) -> str:
+    """The JCS text of the three chain members, in their sorted order.
+
+    The PostgreSQL append function builds the same text; a test keeps the two equal.
+    """
+    return f'"prevHash":"{prev_hash}","recordedAt":"{recorded_at}","seq":{seq}'
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored record, read back; ``body`` is everything but ``hash``."""
+
+    seq: int
+    hash: str
+    body: Mapping[str, Any]
+
+    @classmethod
+    def from_row(cls, row: StoredRow) -> AuditRecord:
+        """Parse a stored body; raises ``ValueError`` when it is not a JSON object."""
+        body = orjson.loads(row.body)
+        if not isinstance(body, dict):
+            raise ValueError("record body is not a JSON object")
+        return cls(row.seq, row.hash, body)
+
+    @property
+    def facts(self) -> Mapping[str, Any]:
+        """The verifier-asserted facts of the decision (section 7)."""
+        facts = self.body.get("facts")
+        return facts if isinstance(facts, dict) else {}
+
+    @property
+    def tool(self) -> str | None:
+        """The tool the decision was about."""
+        tool = self.body.get("tool")
+        return tool if isinstance(tool, str) else None
+
+    @property
+    def envelope(self) -> Mapping[str, Any] | None:
+        """The stored envelope, when the log keeps envelopes."""
+        env = self.body.get("envelope")
+        return env if isinstance(env, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole record, ``hash`` included: one line of ``audit export``."""
+        return {**self.body, "hash": self.hash}
+
+    def to_json(self) -> bytes:
+        """JCS bytes of ``to_dict``, so an exported line re-hashes byte for byte."""
+        return canonicalize(self.to_dict())
