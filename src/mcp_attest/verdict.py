@@ -69,6 +69,8 @@ class Verdict(NamedTuple):
     tool_call_index: int | None = None
     args_binding: ArgsBinding | None = None
     unknown_fields: tuple[str, ...] = ()
+    projection_binding: ArgsBinding | None = None
+    """A4: how the projection relates to the arguments when ``argsRef`` decided."""
 
     @property
     def attested(self) -> bool:
@@ -95,6 +97,7 @@ class Verdict(NamedTuple):
             "verifiedAt": format_rfc3339(self.verified_at),
             "verifierFingerprint": self.verifier_fingerprint,
             "unknownFields": list(self.unknown_fields),
+            "projectionBinding": None if self.projection_binding is None else self.projection_binding.value,
         }
 
     def error_text(self, *, include_detail: bool = True) -> str:

@@ -108,6 +108,7 @@ class _Call:
     args_jcs: bytes | None = None
     args_text: str | None = None
     unknown_fields: tuple[str, ...] = field(default_factory=tuple)
+    projection_binding: ArgsBinding | None = None
 
 
 class Verifier:
@@ -219,6 +220,7 @@ class Verifier:
             tool_call_index=entry[0],
             args_binding=binding,
             unknown_fields=call.unknown_fields,
+            projection_binding=call.projection_binding,
         )
 
     def _v0_absent(self, call: _Call) -> Verdict:
@@ -360,16 +362,20 @@ class Verifier:
     def _commitment(self, call: _Call, entry: ToolCall) -> tuple[ArgsBinding | None, str]:
         """Classify one entry's commitment; (binding, "") or (None, failure detail)."""
         binding: ArgsBinding | None = None
+        projection: ArgsBinding | None = None
         if entry.args_projection is not None:
-            binding, failure = self._projection(call, entry.args_projection)
-            if binding is None:
+            projection, failure = self._projection(call, entry.args_projection)
+            if projection is None:
                 return None, failure
+            binding = projection
         if entry.args_ref is not None:
             binding, failure = self._reference(call, entry.args_ref.uri, entry.args_ref.digest)
             if binding is None:
                 return None, failure
         if binding is ArgsBinding.REDACTED and self.policy.args_binding == "strict":
             return None, "args.not_bound"
+        # A4: with both commitments the ref decides; the projection's class is recorded too.
+        call.projection_binding = projection if entry.args_ref is not None else None
         return binding, ""
 
     def _projection(self, call: _Call, projection: str) -> tuple[ArgsBinding | None, str]:

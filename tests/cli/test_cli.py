@@ -195,8 +195,10 @@ def test_verify_json_has_every_section_7_fact(
         "verifiedAt",
         "verifierFingerprint",
         "unknownFields",
+        "projectionBinding",
     }
     assert facts["argsBinding"] == "ref-digest" and facts["toolCallIndex"] == 0
+    assert facts["projectionBinding"] == "identity"  # A4: recorded beside the deciding ref
 
 
 def test_sign_header_and_verify_header_value(

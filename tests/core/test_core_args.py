@@ -12,7 +12,19 @@ from typing import Any
 import pytest
 from _core_helpers import ARGS, ARGS_DIGEST, SERVER, TOOL, dumps, entry, jcs_text, sign_wire, unsigned_wire
 
-from mcp_attest import FileResolver, Key, Reason, ResolverError, Verifier, resolve_data_uri
+from mcp_attest import (
+    FileResolver,
+    InMemoryReplayStore,
+    Issuer,
+    Key,
+    Keyring,
+    PlannedCall,
+    Reason,
+    ResolverError,
+    Verifier,
+    generate_key,
+    resolve_data_uri,
+)
 from mcp_attest.envelope import b64url_encode, signing_input
 from mcp_attest.resolvers import MAX_REF_BYTES
 
@@ -329,3 +341,18 @@ def test_a4_neither_present_is_malformed(verifier: Verifier, keys: dict[str, Key
     wire = unsigned_wire(HS, calls=[{"name": TOOL, "serverFingerprint": SERVER}])
     verdict = verifier.verify(dumps(sign_wire(wire, keys[HS])), tool=TOOL, arguments=ARGS)
     assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.no_commitment")
+
+
+def test_a4_projection_class_is_recorded_when_ref_decides() -> None:
+    ring = Keyring().with_key("agent://a4", generate_key("HS256", "k"))
+    issuer = Issuer(ring, iss="agent://a4", sub="s")
+    fp = "sha256:" + "a4" * 32
+    both = issuer.sign_plan([PlannedCall("t", {"x": 1}, fp, "both")], intent="i")
+    verdict = Verifier(ring, fp, replay_store=InMemoryReplayStore()).verify(
+        both.to_json(), tool="t", arguments={"x": 1}
+    )
+    assert verdict.args_binding is not None and verdict.args_binding.value == "ref-digest"
+    assert verdict.projection_binding is not None and verdict.projection_binding.value == "identity"
+    only_ref = issuer.sign_plan([PlannedCall("t", {"x": 1}, fp, "ref")], intent="i")
+    verdict = Verifier(ring, fp).verify(only_ref.to_json(), tool="t", arguments={"x": 1})
+    assert verdict.accepted and verdict.projection_binding is None
