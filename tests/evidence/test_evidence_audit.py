@@ -197,6 +197,7 @@ def test_audit_sealed_bytes_equal_jcs_of_the_whole_record(
     row = draft.seal(seq, "f" * 64, 1700000001.5)
     assert row.body == canonicalize(orjson.loads(row.body))
     assert row.hash == record_hash(row.body)
+    assert draft.record(row) == AuditRecord.from_row(row)
 
 
 # -- reading -------------------------------------------------------------------

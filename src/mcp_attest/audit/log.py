@@ -161,7 +161,7 @@ class AuditLog:
         row = self.backend.append(draft, self._clock())
         if self.checkpoint_signer is not None and row.seq % self.checkpoint_every == 0:
             self._checkpoint(row.seq, row.hash)
-        return AuditRecord.from_row(row)
+        return draft.record(row)
 
     def checkpoint(self) -> int | None:
         """Sign the current head now; returns its seq (None without a signer or records)."""

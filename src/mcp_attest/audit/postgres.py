@@ -150,19 +150,26 @@ class PostgresAuditBackend:
                 raise AuditUnavailable(f"audit log (postgresql schema {self._schema}): {message}") from None
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> str:
-        digest = hashlib.sha256(f"mcp-attest:{self._schema}".encode()).digest()
-        lock_id = int.from_bytes(digest[:8], "big", signed=True)
-        s = sql.Identifier(self._schema)
+        """Create or upgrade the schema, unless it is current.
+
+        A current schema needs no DDL at all, so writers that only hold
+        EXECUTE/INSERT/UPDATE/SELECT rights can open it; the DDL path runs
+        under an advisory lock so writers starting together do not race.
+        """
         encoding = conn.execute("SHOW server_encoding").fetchone()
         if encoding is None or encoding[0] != "UTF8":
             raise AuditConfigError(f"audit log {self.location}: the database encoding must be UTF8")
+        if self._existing_version(conn) == SCHEMA_VERSION:
+            return self._stored_chain_id(conn)
+        digest = hashlib.sha256(f"mcp-attest:{self._schema}".encode()).digest()
+        s = sql.Identifier(self._schema)
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_id,))
+            conn.execute(
+                "SELECT pg_advisory_xact_lock(%s)", (int.from_bytes(digest[:8], "big", signed=True),)
+            )
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {s}").format(s=s))
             conn.execute(
-                sql.SQL("CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL)").format(
-                    s=s
-                )
+                sql.SQL("CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer)").format(s=s)
             )
             found = self._version(conn)
             for stmt in pending_migrations(found, _MIGRATIONS, self.location):
@@ -181,20 +188,24 @@ class PostgresAuditBackend:
             return self._stored_chain_id(conn)
 
     def _check_schema(self, conn: psycopg.Connection[Any]) -> str:
-        exists = conn.execute(
-            "SELECT 1 FROM information_schema.tables "
-            "WHERE table_schema = %s AND table_name = 'schema_version'",
-            (self._schema,),
-        ).fetchone()
-        if exists is None:
+        found = self._existing_version(conn)
+        if found is None:
             raise AuditConfigError(f"no mcp-attest audit log in PostgreSQL schema {self._schema!r}")
-        found = self._version(conn)
         if found != SCHEMA_VERSION:
             pending_migrations(found, _MIGRATIONS, self.location)  # raises for a newer schema
             raise AuditConfigError(
                 f"audit log {self.location} has schema version {found}; open it once with a writer to migrate"
             )
         return self._stored_chain_id(conn)
+
+    def _existing_version(self, conn: psycopg.Connection[Any]) -> int | None:
+        """The schema's version, or None when there is no mcp-attest schema there."""
+        exists = conn.execute(
+            "SELECT 1 FROM information_schema.tables "
+            "WHERE table_schema = %s AND table_name = 'schema_version'",
+            (self._schema,),
+        ).fetchone()
+        return None if exists is None else self._version(conn)
 
     def _version(self, conn: psycopg.Connection[Any]) -> int:
         row = conn.execute(self._q["version"]).fetchone()

@@ -171,6 +171,16 @@ class RecordDraft:
         data = self.prefix + chain_members(seq, prev_hash, format_rfc3339(now)).encode("ascii") + self.suffix
         return StoredRow(seq, record_hash(data), data, now, self.sub, self.tool, self.reason)
 
+    def record(self, row: StoredRow) -> AuditRecord:
+        """The record ``seal`` put into ``row``, without parsing its bytes back.
+
+        ``prevHash`` sits at a known offset: right after ``prefix``.
+        """
+        start = len(self.prefix) + len('"prevHash":"')
+        prev_hash = row.body[start : start + 64].decode("ascii")
+        chain = {"prevHash": prev_hash, "recordedAt": format_rfc3339(row.ts), "seq": row.seq}
+        return AuditRecord(row.seq, row.hash, {**self.fields, **chain})
+
 
 def _printable(text: str) -> str:
     """A client-chosen name with a lone surrogate is still recorded, escaped."""

@@ -1,0 +1,217 @@
+"""Evidence speed figures: audit append latency, Redis claim latency, the PG head-lock cost.
+
+Run: ``.venv/bin/python bench/bench_evidence.py [--quick] [--markdown]``.
+Needs the local PostgreSQL and Redis (``MCP_ATTEST_BENCH_PG``,
+``MCP_ATTEST_BENCH_REDIS`` override the URLs); every table and key it
+creates is removed at the end.
+
+1. ``AuditLog.append`` p50/p99 for one realistic decision (an accepted
+   HS256 verdict, its envelope stored, arguments digested) on SQLite and
+   PostgreSQL, beside a bare INSERT of a row of the same size on the same
+   database (the floor the chain is paid on top of).
+2. ``RedisReplayStore.claim`` and ``is_claimed`` p50/p99, beside a bare
+   ``PING`` (one round trip).
+3. The PostgreSQL head lock: appends/s for 1 and 8 writer processes on
+   one chain, against 8 processes doing bare INSERTs (no chain, no lock).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import sqlite3
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+import redis
+
+from mcp_attest import Issuer, Keyring, Verifier, generate_key
+from mcp_attest.audit import AuditLog, AuditRecord
+from mcp_attest.replay.redis import RedisReplayStore
+from mcp_attest.stores import open_audit_log
+
+PG = os.environ.get("MCP_ATTEST_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("MCP_ATTEST_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+SERVER = "sha256:" + "5e" * 32
+ARGS: dict[str, Any] = {
+    "path": "/srv/reports/2026/q3/quarterly-retention-report-final.txt",
+    "reason": "archive obsolete report per the Q4 retention policy, ticket OPS-4711",
+    "recursive": False,
+    "maxFiles": 25,
+    "tags": ["retention", "q4", "archive", "finance"],
+}
+
+
+def _decision() -> tuple[Any, dict[str, Any]]:
+    ring = Keyring().with_key("https://issuer.example", generate_key("HS256", "k1"))
+    issuer = Issuer(ring, iss="https://issuer.example", sub="agent-7")
+    wire = issuer.sign(
+        tool="archive_file", arguments=ARGS, server_fingerprint=SERVER, intent="archive"
+    ).to_wire()
+    verdict = Verifier(ring, SERVER).verify(wire, tool="archive_file", arguments=ARGS)
+    assert verdict.accepted
+    return verdict, wire
+
+
+def _percentiles(fn: Callable[[], object], n: int, warmup: int = 200) -> tuple[float, float]:
+    """(p50, p99) in microseconds of ``n`` timed calls after a warm-up."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    samples.sort()
+    return samples[n // 2] * 1e6, samples[min(n - 1, int(n * 0.99))] * 1e6
+
+
+def _append_fn(log: AuditLog) -> Callable[[], AuditRecord]:
+    verdict, wire = _decision()
+    return lambda: log.append(verdict, tool="archive_file", arguments=ARGS, envelope=wire)
+
+
+def bench_sqlite(n: int, tmp: str) -> dict[str, tuple[float, float]]:
+    log = open_audit_log(os.path.join(tmp, "audit.db"))
+    append = _append_fn(log)
+    text = append().to_json().decode()  # a bare row as large as a record
+    conn = sqlite3.connect(os.path.join(tmp, "bare.db"), isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("CREATE TABLE bare (seq INTEGER PRIMARY KEY, body TEXT)")
+    result = {
+        "append": _percentiles(append, n),
+        "bare insert": _percentiles(lambda: conn.execute("INSERT INTO bare (body) VALUES (?)", (text,)), n),
+    }
+    log.close()
+    return result
+
+
+def bench_postgres(n: int, schema: str) -> dict[str, tuple[float, float]]:
+    log = open_audit_log(f"{PG}?schema={schema}")
+    append = _append_fn(log)
+    text = append().to_json().decode()
+    conn = psycopg.connect(PG, autocommit=True)
+    conn.execute(f'CREATE TABLE "{schema}".bare (seq bigserial PRIMARY KEY, body text)')
+    insert = f'INSERT INTO "{schema}".bare (body) VALUES (%s)'
+    result = {
+        "append": _percentiles(append, n),
+        "bare insert": _percentiles(lambda: conn.execute(insert, (text,)), n),
+    }
+    conn.close()
+    log.close()
+    return result
+
+
+def bench_redis(n: int, prefix: str) -> dict[str, tuple[float, float]]:
+    store = RedisReplayStore(REDIS, prefix)
+    client = redis.Redis.from_url(REDIS)
+    keys = iter([os.urandom(32) for _ in range(n + 400)])
+    now = time.time()
+    result = {
+        "claim": _percentiles(lambda: store.claim(next(keys), now + 60, now), n),
+        "is_claimed": _percentiles(lambda: store.is_claimed(b"\x01" * 32, now), n),
+        "bare PING": _percentiles(client.ping, n),
+    }
+    store.close()
+    client.close()
+    return result
+
+
+def _writer(kind: str, schema: str, count: int, barrier: Any, out: Any) -> None:
+    append: Callable[[], object]
+    if kind == "chain":
+        append = _append_fn(open_audit_log(f"{PG}?schema={schema}"))
+    else:
+        conn = psycopg.connect(PG, autocommit=True)
+        stmt = f'INSERT INTO "{schema}".bare_mw (body) VALUES (%s)'
+        append = lambda: conn.execute(stmt, ("x" * 2000,))  # noqa: E731
+    barrier.wait()
+    for _ in range(count):
+        append()
+    out.put(time.perf_counter())
+
+
+def _throughput(kind: str, schema: str, writers: int, count: int) -> float:
+    ctx = mp.get_context("fork")
+    barrier, out = ctx.Barrier(writers + 1), ctx.Queue()
+    procs = [ctx.Process(target=_writer, args=(kind, schema, count, barrier, out)) for _ in range(writers)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    end = max(float(out.get()) for _ in procs)
+    for p in procs:
+        p.join()
+    return writers * count / (end - start)
+
+
+def bench_head_lock(count: int, schema: str) -> dict[str, float]:
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{schema}".bare_mw (seq bigserial PRIMARY KEY, body text)')
+    return {
+        "chain, 1 writer": _throughput("chain", schema, 1, count * 2),
+        "chain, 8 writers": _throughput("chain", schema, 8, count),
+        "bare INSERT, 8 writers": _throughput("bare", schema, 8, count),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer samples")
+    parser.add_argument("--markdown", action="store_true", help="print the docs/performance.md table")
+    args = parser.parse_args()
+    n, per_writer = (1000, 200) if args.quick else (5000, 1000)
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    prefix = f"mcp-attest-bench:{uuid.uuid4().hex[:10]}:"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sqlite_r = bench_sqlite(n, tmp)
+        pg_r = bench_postgres(n, schema)
+        redis_r = bench_redis(n, prefix)
+        lock_r = bench_head_lock(per_writer, schema)
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        client = redis.Redis.from_url(REDIS)
+        for key in client.scan_iter(match=prefix + "*", count=1000):
+            client.delete(key)
+    rows = [
+        ("SQLite", "AuditLog.append", sqlite_r["append"], sqlite_r["bare insert"], 100),
+        ("PostgreSQL", "AuditLog.append", pg_r["append"], pg_r["bare insert"], 1000),
+        ("Redis", "claim (SET NX PXAT)", redis_r["claim"], redis_r["bare PING"], 300),
+        ("Redis", "is_claimed (EXISTS)", redis_r["is_claimed"], redis_r["bare PING"], None),
+    ]
+    print(
+        f"# Python {platform.python_version()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; n={n}"
+    )
+    if args.markdown:
+        print("| store | operation | p50 | p99 | baseline p50 (bare op) | target p50 |")
+        print("|---|---|---|---|---|---|")
+    for store, op, (p50, p99), (b50, _), target in rows:
+        goal = "" if target is None else f"<= {target} us ({'met' if p50 <= target else 'NOT met'})"
+        if args.markdown:
+            print(f"| {store} | {op} | {p50:.0f} us | {p99:.0f} us | {b50:.0f} us | {goal} |")
+        else:
+            print(f"{store:10} {op:22} p50 {p50:7.0f} us  p99 {p99:7.0f} us  bare p50 {b50:6.0f} us  {goal}")
+    base = lock_r["bare INSERT, 8 writers"]
+    if args.markdown:
+        print("\n| PostgreSQL writers | appends/s | vs bare INSERT, 8 writers |")
+        print("|---|---|---|")
+    for label, rate in lock_r.items():
+        if args.markdown:
+            print(f"| {label} | {rate:.0f} | x{rate / base:.2f} |")
+        else:
+            print(f"{label:24} {rate:8.0f}/s  x{rate / base:.2f} of bare INSERT with 8 writers")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
