@@ -558,3 +558,15 @@ def test_audit_empty_log_has_nothing_to_checkpoint(tmp_path: Path, cp_key: Any) 
         assert log.checkpoint() is None
         report = log.verify()
         assert report.ok and report.records == 0 and report.head_hash == GENESIS_HASH
+
+
+def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisions: Decisions) -> None:
+    """A writer whose cached head is stale falls back to the locked read, never forks."""
+    first = open_audit_log(str(tmp_path / "a.db"))
+    second = open_audit_log(str(tmp_path / "a.db"))
+    for i in range(6):
+        decisions.fill(first if i % 3 else second, 2)
+    assert [r.seq for r in first.records()] == list(range(1, 13))
+    assert first.verify().ok
+    first.close()
+    second.close()

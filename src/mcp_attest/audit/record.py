@@ -65,7 +65,7 @@ def record_hash(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per append, and frozen init costs microseconds
 class StoredRow:
     """A record as a backend stores it: the JCS body plus index columns.
 
@@ -99,7 +99,7 @@ def index_columns(body: Mapping[str, Any], ts: float) -> tuple[float, str | None
     return ts, facts.get("sub"), str(body.get("tool")), facts.get("reason")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built once per append, and frozen init costs microseconds
 class RecordDraft:
     """Everything of a record that does not depend on its place in the chain.
 
@@ -174,11 +174,17 @@ class RecordDraft:
     def record(self, row: StoredRow) -> AuditRecord:
         """The record ``seal`` put into ``row``, without parsing its bytes back.
 
-        ``prevHash`` sits at a known offset: right after ``prefix``.
+        The chain members sit at fixed offsets right after ``prefix``: a
+        64-digit hash, then a 24-character timestamp (``chain_members``).
         """
         start = len(self.prefix) + len('"prevHash":"')
         prev_hash = row.body[start : start + 64].decode("ascii")
-        chain = {"prevHash": prev_hash, "recordedAt": format_rfc3339(row.ts), "seq": row.seq}
+        start += 64 + len('","recordedAt":"')
+        chain = {
+            "prevHash": prev_hash,
+            "recordedAt": row.body[start : start + 24].decode("ascii"),
+            "seq": row.seq,
+        }
         return AuditRecord(row.seq, row.hash, {**self.fields, **chain})
 
 

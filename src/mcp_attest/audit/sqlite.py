@@ -69,6 +69,7 @@ class SQLiteAuditBackend:
             raise AuditConfigError(f"no audit log at {self._path}")
         self._lock = threading.Lock()
         self._flock_fd: int | None = None
+        self._head: tuple[int, str] | None = None  # (seq, hash) of the last record this object wrote
         try:
             self._conn = sqlite3.connect(
                 self._path, timeout=timeout, isolation_level=None, check_same_thread=False
@@ -168,13 +169,33 @@ class SQLiteAuditBackend:
                 fcntl.flock(self._flock_fd, op)
 
     def append(self, draft: RecordDraft, now: float) -> StoredRow:
+        """Optimistically after the head this process last wrote, else under a locked read.
+
+        Seqs are contiguous, so when another process has appended since our
+        last record, the slot after our cached head is taken and the
+        primary key refuses the insert: nothing is written, and the append
+        falls back to reading the head inside ``BEGIN IMMEDIATE``. A lone
+        writer (the common SQLite case) so pays one statement, not four.
+        """
         try:
+            if self._head is not None:
+                row = draft.seal(self._head[0] + 1, self._head[1], now)
+                try:
+                    with self._writer_lock():
+                        self._conn.execute(_INSERT, row.db_values())
+                except sqlite3.IntegrityError:
+                    pass
+                else:
+                    self._head = (row.seq, row.hash)
+                    return row
             with self._write_transaction():
                 head = self._conn.execute(_HEAD).fetchone()
                 row = draft.seal(head[0] + 1, head[1], now) if head else draft.seal(1, GENESIS_HASH, now)
                 self._conn.execute(_INSERT, row.db_values())
         except sqlite3.Error as exc:
+            self._head = None
             raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+        self._head = (row.seq, row.hash)
         return row
 
     def add_checkpoint(self, seq: int, body: bytes) -> None:
