@@ -289,7 +289,7 @@ def test_audit_checkpoint_signed_with_an_unknown_or_wrong_key(chain: Chain, deci
         assert "is ES256, checkpoint says HS256" in str(log.verify(checkpoint_keys=es).broken)
 
 
-def test_audit_checkpoint_signer_needs_a_private_key() -> None:
+def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
     ring = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
     public_key = Keyring.from_dict(ring.to_dict(private=False)).get(CP_ISSUER, "cp1")
     assert public_key is not None
@@ -297,6 +297,7 @@ def test_audit_checkpoint_signer_needs_a_private_key() -> None:
         CheckpointSigner(public_key)
     with pytest.raises(ValueError, match="checkpoint_every"):
         AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_every=0)
+    assert not Path(":memory:.lock").exists()
 
 
 # -- tampering -----------------------------------------------------------------

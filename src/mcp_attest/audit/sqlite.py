@@ -159,6 +159,8 @@ class SQLiteAuditBackend:
         filesystem without flock (or a writer without the sidecar) is slower,
         never wrong.
         """
+        if self._flock_fd is None and self._path == ":memory:":
+            self._flock_fd = -1  # a private in-memory database has no other writers
         if self._flock_fd is None:
             try:
                 self._flock_fd = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
