@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 
 from mcp_attest.replay.base import StoreUnavailable
 
@@ -53,14 +54,35 @@ class SQLiteReplayStore:
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
             try:
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
-                conn.execute(_SCHEMA)
+                self._setup(conn)
             except sqlite3.Error:
                 conn.close()
                 raise
             self._conn = conn
         return self._conn
+
+    def _setup(self, conn: sqlite3.Connection) -> None:
+        """WAL, sync level and schema, retried while other processes do the same.
+
+        Switching a fresh file to WAL needs an exclusive lock, and SQLite
+        answers a concurrent switch with an immediate "database is locked"
+        instead of waiting on the busy timeout; several processes opening a
+        new file at once would otherwise fail their first claim.
+        """
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
+                conn.execute(_SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)
 
     def is_claimed(self, key: bytes, now: float) -> bool:
         try:
