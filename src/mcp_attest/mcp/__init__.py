@@ -4,7 +4,14 @@ The core package never imports this one; everything here depends on the
 ``mcp`` SDK (and, for :mod:`mcp_attest.mcp.fastmcp`, on FastMCP).
 """
 
-from mcp_attest.mcp._guard import AttestationGuard, ToolCall, VerdictHook, current_verdict
+from mcp_attest.mcp._guard import (
+    AttestationGuard,
+    AuditSink,
+    ToolCall,
+    VerdictHook,
+    audit_hook,
+    current_verdict,
+)
 from mcp_attest.mcp._sdk import client_capability
 from mcp_attest.mcp.client import (
     AttestationError,
@@ -23,10 +30,12 @@ __all__ = [
     "AttestationRejectedError",
     "AttestationUnavailableError",
     "AttestingClient",
+    "AuditSink",
     "HeaderFromMeta",
     "ToolCall",
     "VerdictHook",
     "attesting_http_transport",
+    "audit_hook",
     "client_capability",
     "current_verdict",
     "parse_rejection",

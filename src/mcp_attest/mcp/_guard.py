@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp_types import CallToolResult, TextContent
 
@@ -30,6 +30,7 @@ from mcp_attest import (
 )
 from mcp_attest.mcp._sdk import AttestationExtension, CapabilityMiddleware, install
 from mcp_attest.receipts import ReceiptSigner
+from mcp_attest.stores import open_audit_log, open_replay_store
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -40,8 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AttestationGuard",
+    "AuditSink",
     "ToolCall",
     "VerdictHook",
+    "audit_hook",
     "current_verdict",
     "verdict_scope",
 ]
@@ -62,9 +65,34 @@ class ToolCall:
     arguments: Mapping[str, Any]
     source: Source
     protocol_version: str | None = None
+    envelope: bytes | Mapping[str, Any] | None = None
+    """The ``_meta`` envelope as received (the header form is in ``source``)."""
 
 
 VerdictHook = Callable[[Verdict, ToolCall], Awaitable[None] | None]
+
+
+class AuditSink(Protocol):
+    """What the guard needs of an audit log (``mcp_attest.audit.AuditLog`` fits)."""
+
+    def append(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> Any: ...
+
+
+def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook:
+    """An ``on_verdict`` that records every decision before the tool may run.
+
+    The append happens inside the hook, so a log that cannot commit aborts
+    the call (fail closed): no record, no execution.
+    """
+
+    async def record(verdict: Verdict, call: ToolCall) -> None:
+        audit.append(verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope)
+        if then is not None:
+            outcome = then(verdict, call)
+            if inspect.isawaitable(outcome):
+                await outcome
+
+    return record
 
 _current: ContextVar[Verdict | None] = ContextVar("mcp_attest_verdict", default=None)
 
@@ -159,19 +187,29 @@ class AttestationGuard:
         server_name: str | None = None,
         server_id: str | None = None,
         required: bool = True,
-        replay_store: ReplayStore | None = None,
+        replay_store: ReplayStore | str | None = None,
         args_binding: Literal["spec", "strict"] = "spec",
         multi_server: bool = True,
         include_detail: bool = True,
         on_verdict: VerdictHook | None = None,
         clock: Callable[[], float] | None = None,
+        audit: AuditSink | str | None = None,
     ) -> AttestationGuard:
         """Build the verifier and the guard from one set of options.
 
         The fingerprint is either given or derived from ``server_name`` and
         ``server_id`` with the core's documented default, so that a client
         configured with the same two strings computes the same value.
+        ``replay_store`` and ``audit`` also take store URLs (``sqlite:///path``,
+        ``redis://...``, ``postgresql://...``); the audit log then records
+        every verdict before the tool runs.
         """
+        if isinstance(replay_store, str):
+            replay_store = open_replay_store(replay_store)
+        if isinstance(audit, str):
+            audit = open_audit_log(audit)
+        if audit is not None:
+            on_verdict = audit_hook(audit, on_verdict)
         fingerprint = _resolve_fingerprint(server_fingerprint, server_name, server_id)
         policy = VerifierPolicy(
             required=required,
@@ -238,7 +276,8 @@ class AttestationGuard:
                 else "none"
             )
             outcome = self.on_verdict(
-                verdict, ToolCall(tool, args, source, protocol_version=protocol_version)
+                verdict,
+                ToolCall(tool, args, source, protocol_version=protocol_version, envelope=envelope),
             )
             if inspect.isawaitable(outcome):
                 await outcome
