@@ -352,13 +352,13 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeo
         time.sleep(0.05)
 
 
-def _check_audit(root: Path, calls: int) -> tuple[bool, str]:
-    """Verify the gateway's audit chain the way an auditor would: with the CLI, offline.
+def _check_audit(root: Path, calls: int, log: Path) -> tuple[bool, str]:
+    """Verify the audit chain the way an auditor would: with the CLI, offline.
 
     Also holds the log to the number of calls the client sent, since a log
     that verifies but silently missed a decision would be worse than none.
     """
-    url = f"sqlite:///{root / 'state' / 'audit.sqlite'}"
+    url = f"sqlite:///{log}"
     command = [sys.executable, "-m", "mcp_attest.cli", "audit", "verify", url]
     command += ["--keys", str(root / "verify-keys.json"), "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
@@ -439,16 +439,18 @@ def run(argv: list[str] | None = None) -> int:
             server_id=SERVER_ID,
             required=True,
             args_binding="strict",
+            audit=f"sqlite:///{root / 'audit.sqlite'}",
         )
         server = build_server(guard, workdir)
         out.write(f"mcp-attest demo: throwaway keys in {root}, server {SERVER_NAME!r} ({args.transport})\n\n")
         if args.transport == "http":
             with serve_in_thread(server.streamable_http_app()) as url:
-                rows, _ = anyio.run(_play, url + "/mcp", workdir, keyring)
+                rows, calls = anyio.run(_play, url + "/mcp", workdir, keyring)
         else:
-            rows, _ = anyio.run(_play, server, workdir, keyring)
-    _table(rows, out, colour)
-    return _summary(rows, out, colour)
+            rows, calls = anyio.run(_play, server, workdir, keyring)
+        _table(rows, out, colour)
+        out.write("\n")
+        return _finish(rows, _check_audit(root, calls, root / "audit.sqlite"), out, colour)
 
 
 def _summary(rows: list[Row], out: TextIO, colour: bool, *, also_failed: bool = False) -> int:
@@ -477,7 +479,11 @@ def _run_via_gateway(root: Path, workdir: Path, keyring: Keyring, out: TextIO, c
         "the gateway as a stdio child. Every verdict came from the gateway; 'tool ran?' is whether the\n"
         "upstream's destructive tool really deleted the file in its sandbox.\n"
     )
-    audit_ok, line = _check_audit(root, calls)
+    return _finish(rows, _check_audit(root, calls, root / "state" / "audit.sqlite"), out, colour)
+
+
+def _finish(rows: list[Row], audit: tuple[bool, str], out: TextIO, colour: bool) -> int:
+    audit_ok, line = audit
     if colour:
         line = (_GREEN if audit_ok else _RED) + line + _RESET
     out.write(line + "\n")
