@@ -79,5 +79,5 @@ def test_gateway_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
 
 
 def test_missing_audit_log_fails_the_demo(tmp_path: Path) -> None:
-    ok, line = _check_audit(tmp_path, calls=9)
+    ok, line = _check_audit(tmp_path, calls=9, log=tmp_path / "state" / "audit.sqlite")
     assert not ok and line.startswith("audit chain: mcp-attest audit verify failed:")
