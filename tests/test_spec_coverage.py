@@ -22,9 +22,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from shared_paths import profile_md
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "spec-coverage.md"
-PROFILE = REPO.parent / "shared" / "spec" / "PROFILE.md"
+PROFILE = profile_md()
 RANGES = "E1-E8, C1-C4, K1-K6, V0-V12, A1-A4, R1-R3"
 NOT_IMPLEMENTED = "not implemented"
 FORWARD_HEADING = "## Rules -> tests"

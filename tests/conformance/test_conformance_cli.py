@@ -13,9 +13,10 @@ from mcp_attest import HS256Key, Keyring
 from mcp_attest.cli import main as cli_main
 from mcp_attest.conformance.cli import main
 from mcp_attest.conformance.vaara_v0 import sha256_tag, sign_v0
+from shared_paths import v0_vectors
 
 BUNDLE = Path(__file__).resolve().parents[2] / "conformance" / "sep-2787" / "v1"
-V0 = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "sep-2787-v0"
+V0 = v0_vectors()
 CASE = "normative/positive/01-hs256-projection-identity"
 
 

@@ -17,8 +17,9 @@ from mcp_attest import HS256Key, Keyring, Verifier, encode_header
 from mcp_attest.conformance.runner import run_v0
 from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, from_wire, sha256_tag, sign_v0, v0_verifier
 from mcp_attest.envelope import MalformedEnvelope
+from shared_paths import v0_vectors
 
-V0 = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "sep-2787-v0"
+V0 = v0_vectors()
 ISS, KID, SERVER, NOW = "issuer://test", "v1", "sha256:" + "1" * 64, 1779796800.0
 ARGS = {"path": "/srv/q2.pdf"}
 RING = Keyring({ISS: {KID: HS256Key(KID, b"k" * 32)}})

@@ -22,9 +22,10 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from mcp_attest import CanonicalizationError, ES256Key, HS256Key, RS256Key, canonicalize
 from mcp_attest.canonical import parse_envelope_json
+from shared_paths import v0_vectors
 
 REPO = Path(__file__).resolve().parents[2]
-VECTORS = REPO.parent / "shared" / "vectors" / "sep-2787-v0"
+VECTORS = v0_vectors()
 TAMPERED = {"07-tampered-planner-declared", "08-tampered-issuer-asserted", "14-alg-downgrade-none"}
 
 if not VECTORS.is_dir():
