@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import httpx
 from mcp_attest import Keyring, KeyringError, StoreUnavailable
 from mcp_attest.audit.record import AuditError
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
+from mcp_attest.gateway.h1 import H1Pool
 from mcp_attest.gateway.metrics import Metrics
 from mcp_attest.gateway.pins import PinStore
 from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issuer
@@ -31,6 +33,8 @@ from mcp_attest.stores import open_audit_log, open_replay_store
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("mcp_attest.gateway")
+
+_PROXY_SCHEMES = frozenset({"http", "all"})
 
 
 def open_replay(config: GatewayConfig) -> ReplayStore:
@@ -87,6 +91,7 @@ class Gateway:
                 pins=pins,
             )
         self._client: httpx.AsyncClient | None = None
+        self._pool: H1Pool | None = None
         self._stateless: dict[str, Channel] = {}
         self._stateless_lock = asyncio.Lock()
 
@@ -136,6 +141,14 @@ class Gateway:
             self._client = httpx.AsyncClient(timeout=timeout, limits=limits)
         return self._client
 
+    @property
+    def pool(self) -> H1Pool | None:
+        """The lean client for plain-HTTP upstreams; None where a proxy is configured (httpx honours it)."""
+        if self._pool is None and not _PROXY_SCHEMES & urllib.request.getproxies().keys():
+            timeout = max(up.timeout for up in self.config.upstreams) + 5.0
+            self._pool = H1Pool(timeout=timeout)
+        return self._pool
+
     def route(self, name: str | None) -> Route:
         return self.routes[self.config.upstream(name).name]
 
@@ -158,7 +171,9 @@ class Gateway:
         return GatewaySession(route, channel, sink)
 
     def _link(self, up: UpstreamConfig) -> Any:
-        return make_link(up, self.metrics, self.client if up.kind == "http" else None)
+        if up.kind != "http":
+            return make_link(up, self.metrics, None)
+        return make_link(up, self.metrics, self.client, self.pool)
 
     async def close(self) -> None:
         for channel in self._stateless.values():
@@ -166,6 +181,8 @@ class Gateway:
                 await channel.close()
         if self._client is not None:
             await self._client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
         close = getattr(self.replay, "close", None)
         if close is not None:
             close()

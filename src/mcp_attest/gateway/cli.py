@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import shlex
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import uvicorn
@@ -105,9 +107,22 @@ def main(argv: list[str]) -> int:
     except (ValueError, OSError) as exc:
         print(f"mcp-attest gateway: {exc}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(gateway))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(run(gateway))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (the ``gateway`` extra brings it): a faster loop for the proxy hop."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 async def run(gateway: Gateway) -> None:
@@ -132,6 +147,8 @@ async def run(gateway: Gateway) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
+            http="httptools" if _has("httptools") else "h11",
+            proxy_headers=False,  # nothing reads the client address; one ASGI layer less per request
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(uv)

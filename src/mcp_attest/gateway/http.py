@@ -45,6 +45,9 @@ _SESSION = "mcp-session-id"
 _BACKLOG = 1000
 _KEEPALIVE = 15.0
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_OWN_PATHS = frozenset({"/healthz", "/metrics"})
+_SESSION_RAW = _SESSION.encode()
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 class _TooLargeError(Exception):
@@ -77,6 +80,18 @@ class _Downstream:
             self.backlog.append(message)
 
 
+async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    """A complete response, as Starlette's ``Response`` would send it, without building one."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", b"%d" % len(body)), *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _sse(message: Message) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
@@ -96,6 +111,12 @@ class HttpListener:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
+        if scope["method"] == "POST":
+            path = scope["path"]
+            route = None if path in _OWN_PATHS else self._route_for(path)
+            if route is not None:  # the hot path: raw ASGI, no Request/Response objects unless needed
+                await self._post(scope, receive, send, route)
+                return
         request = Request(scope, receive)
         response = await self._dispatch(request)
         await response(scope, receive, send)
@@ -109,10 +130,8 @@ class HttpListener:
         route = self._route_for(path)
         if route is None:
             return PlainTextResponse("not found\n", status_code=404)
-        if not self._origin_ok(request):
+        if not self._origin_ok(request.headers.get("origin")):
             return _rpc_error(403, INVALID_REQUEST, "origin not allowed")
-        if request.method == "POST":
-            return await self._post(request, route)
         if request.method == "GET":
             return await self._get(request, route)
         if request.method == "DELETE":
@@ -130,39 +149,43 @@ class HttpListener:
             return self.gateway.routes.get(name)
         return None
 
-    def _origin_ok(self, request: Request) -> bool:
+    def _origin_ok(self, origin: str | None) -> bool:
         """DNS-rebinding defence the MCP transport spec asks for: browsers send Origin."""
-        origin = request.headers.get("origin")
         if origin is None:
             return True
         host = urlsplit(origin).hostname or ""
         return host in _LOOPBACK or host == self.config.http_host
 
-    async def _body(self, request: Request) -> bytes:
+    async def _body(self, first: dict[str, str], receive: Receive) -> bytes:
         limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
+        declared = first.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _TooLargeError
         chunks, size = [], 0
-        async for chunk in request.stream():
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                raise ClientDisconnect
+            chunk = event.get("body", b"")
             size += len(chunk)
             if size > limit:
                 raise _TooLargeError
             chunks.append(chunk)
-        return b"".join(chunks)
+            if not event.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _read_message(self, request: Request) -> Message | Response:
+    async def _read_message(self, first: dict[str, str], receive: Receive) -> Message | Response:
         """The POSTed message, or the HTTP error that refuses it before any session is touched."""
         metrics = self.gateway.metrics
-        ctype = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        ctype = first.get("content-type", "").partition(";")[0].strip().lower()
         if ctype != "application/json":
             metrics.error("http_content_type")
             return _rpc_error(415, INVALID_REQUEST, "Content-Type must be application/json")
-        accept = request.headers.get("accept", "*/*")
+        accept = first.get("accept", "*/*")
         if not any(t in accept for t in ("application/json", "text/event-stream", "*/*")):
             return _rpc_error(406, INVALID_REQUEST, "Accept must allow application/json or text/event-stream")
         try:
-            body = await self._body(request)
+            body = await self._body(first, receive)
         except _TooLargeError:
             metrics.error("http_too_large")
             return _rpc_error(413, INVALID_REQUEST, f"body larger than {self.config.max_body_bytes} bytes")
@@ -206,38 +229,53 @@ class HttpListener:
             return _rpc_error(502, UPSTREAM_UNAVAILABLE, why, message.get("id"))
         return downstream, sid
 
-    async def _post(self, request: Request, route: Route) -> Response:
-        message = await self._read_message(request)
+    async def _post(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
+        # Header names arrive lower-cased; checks read the first of a repeated header (as
+        # Starlette's ``headers.get`` did), the session sees the last (as its dict did).
+        headers: dict[str, str] = {}
+        first: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            headers[name] = value
+            first.setdefault(name, value)
+        if not self._origin_ok(first.get("origin")):
+            await _rpc_error(403, INVALID_REQUEST, "origin not allowed")(scope, receive, send)
+            return
+        message = await self._read_message(first, receive)
         if isinstance(message, Response):
-            return message
-        headers = {k.lower(): v for k, v in request.headers.items()}
+            await message(scope, receive, send)
+            return
         found = await self._downstream(message, headers.get(_SESSION), route)
         if isinstance(found, Response):
-            return found
+            await found(scope, receive, send)
+            return
         downstream, sid = found
         session = downstream.session
         assert session is not None
-        extra = {_SESSION: sid} if sid else {}
+        extra = [(_SESSION_RAW, sid.encode("latin-1"))] if sid else []
         if not is_request(message):
             await session.from_client(message, headers)
-            return Response(status_code=202, headers=extra)
+            await _send(send, 202, b"", extra)
+            return
         request_id = message["id"]
         queue: asyncio.Queue[Message] = asyncio.Queue()
         downstream.waiters[request_id] = queue
         try:
             await session.from_client(message, headers)
-            first = await queue.get()
+            first_reply = await queue.get()
         except BaseException:
             downstream.waiters.pop(request_id, None)
             raise
-        if is_response(first) and first.get("id") == request_id:
+        if is_response(first_reply) and first_reply.get("id") == request_id:
             downstream.waiters.pop(request_id, None)
-            return Response(orjson.dumps(first), media_type="application/json", headers=extra)
-        return StreamingResponse(
-            self._stream(downstream, request_id, first, queue),
+            await _send(send, 200, orjson.dumps(first_reply), [_JSON_TYPE, *extra])
+            return
+        stream = StreamingResponse(
+            self._stream(downstream, request_id, first_reply, queue),
             media_type="text/event-stream",
-            headers={**extra, "cache-control": "no-cache"},
+            headers={**({_SESSION: sid} if sid else {}), "cache-control": "no-cache"},
         )
+        await stream(scope, receive, send)
 
     async def _stream(
         self, downstream: _Downstream, request_id: Any, first: Message, queue: asyncio.Queue[Message]

@@ -15,14 +15,16 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from mcp_attest.gateway.config import UpstreamConfig
+from mcp_attest.gateway.h1 import H1Pool, UpstreamHTTPError
 from mcp_attest.gateway.jsonrpc import (
     INTERNAL_ERROR,
     UPSTREAM_TIMEOUT,
@@ -196,11 +198,18 @@ class HttpLink:
     messages the upstream sends on its own.
     """
 
-    def __init__(self, config: UpstreamConfig, client: httpx.AsyncClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: UpstreamConfig,
+        client: httpx.AsyncClient,
+        metrics: Metrics,
+        pool: H1Pool | None = None,
+    ) -> None:
         assert config.url is not None
         self.config = config
         self.url = config.url
         self.client = client
+        self._fast = _fast_target(self.url, pool)
         self.metrics = metrics
         self.on_message: OnMessage = _nothing
         self.on_down: Callable[[str], Awaitable[None]] = _nothing
@@ -231,22 +240,11 @@ class HttpLink:
     async def _post(self, message: Message, extra: Mapping[str, str], request_id: int | None) -> None:
         related = () if request_id is None else (request_id,)
         try:
-            async with self.client.stream(
-                "POST", self.url, content=dumps(message), headers=self._headers(extra)
-            ) as resp:
-                sid = resp.headers.get(_SESSION_HEADER)
-                if sid and not self.session_id:
-                    self.session_id = sid
-                    self._open_get_stream()
-                ctype = resp.headers.get("content-type", "").partition(";")[0].strip().lower()
-                if ctype == "text/event-stream" and resp.status_code < 400:
-                    await self._read_sse(resp, related)
-                    return
-                body = await resp.aread()
-                if resp.status_code == 202 or (not body and resp.status_code < 300):
-                    return
-                await self._deliver_body(body, resp.status_code, request_id)
-        except httpx.HTTPError as exc:
+            if self._fast is not None:
+                await self._post_fast(self._fast, message, extra, request_id, related)
+            else:
+                await self._post_httpx(message, extra, request_id, related)
+        except (httpx.HTTPError, UpstreamHTTPError) as exc:
             if request_id is not None:
                 self.metrics.error("upstream_http")
                 await self.on_message(
@@ -257,6 +255,52 @@ class HttpLink:
                     ),
                     related,
                 )
+
+    def _answered(self, headers: Mapping[str, str], status: int) -> bool:
+        """Note the session the upstream assigned; True when the answer is an SSE stream."""
+        sid = headers.get(_SESSION_HEADER)
+        if sid and not self.session_id:
+            self.session_id = sid
+            self._open_get_stream()
+        ctype = headers.get("content-type", "").partition(";")[0].strip().lower()
+        return ctype == "text/event-stream" and status < 400
+
+    async def _post_fast(
+        self,
+        fast: tuple[H1Pool, str, int, str],
+        message: Message,
+        extra: Mapping[str, str],
+        request_id: int | None,
+        related: tuple[int, ...],
+    ) -> None:
+        """The hot path: keep-alive HTTP/1.1 without httpx (plain-HTTP upstreams, no proxy)."""
+        pool, host, port, target = fast
+        resp = await pool.post(host, port, target, self._headers(extra).items(), dumps(message))
+        try:
+            if self._answered(resp.headers, resp.status_code):
+                await self._read_sse(resp.iter_bytes(), related)
+                return
+            body = await resp.read()
+        finally:
+            resp.close()
+        if resp.status_code == 202 or (not body and resp.status_code < 300):
+            return
+        await self._deliver_body(body, resp.status_code, request_id)
+
+    async def _post_httpx(
+        self, message: Message, extra: Mapping[str, str], request_id: int | None, related: tuple[int, ...]
+    ) -> None:
+        """HTTPS upstreams and proxy environments: everything httpx handles."""
+        async with self.client.stream(
+            "POST", self.url, content=dumps(message), headers=self._headers(extra)
+        ) as resp:
+            if self._answered(resp.headers, resp.status_code):
+                await self._read_sse(resp.aiter_bytes(), related)
+                return
+            body = await resp.aread()
+            if resp.status_code == 202 or (not body and resp.status_code < 300):
+                return
+            await self._deliver_body(body, resp.status_code, request_id)
 
     async def _deliver_body(self, body: bytes, status: int, request_id: int | None) -> None:
         """A JSON answer; a JSON-RPC error about no particular id is about this request."""
@@ -290,19 +334,22 @@ class HttpLink:
             if isinstance(version, str) and "serverInfo" in item["result"]:
                 self.protocol_version = version
 
-    async def _read_sse(self, resp: httpx.Response, related: tuple[int, ...]) -> None:
-        data: list[str] = []
-        async for line in resp.aiter_lines():
-            if line.startswith("data:"):
-                data.append(line[5:].removeprefix(" "))
+    async def _read_sse(self, chunks: AsyncIterator[bytes], related: tuple[int, ...]) -> None:
+        data: list[bytes] = []
+        async for line in _lines(chunks):
+            if line.startswith(b"data:"):
+                data.append(line[5:].removeprefix(b" "))
             elif not line and data:
-                text, data = "\n".join(data), []
+                text, data = b"\n".join(data), []
                 if not text.strip():
                     continue  # a priming event (id only, for resumption) carries no message
                 try:
                     item = orjson.loads(text)
                 except orjson.JSONDecodeError:
-                    item = {"id": related[0], "malformed": True} if related else None
+                    try:  # what a text decoder would have made of invalid UTF-8
+                        item = orjson.loads(text.decode("utf-8", "replace"))
+                    except orjson.JSONDecodeError:
+                        item = {"id": related[0], "malformed": True} if related else None
                 self._note_version(item)
                 await self.on_message(item, related)
 
@@ -319,7 +366,7 @@ class HttpLink:
                 async with self.client.stream("GET", self.url, headers=headers, timeout=None) as resp:
                     if resp.status_code != 200:
                         return
-                    await self._read_sse(resp, ())
+                    await self._read_sse(resp.aiter_bytes(), ())
             except httpx.HTTPError:
                 pass
             if self._closed:
@@ -339,11 +386,49 @@ class HttpLink:
                 await self.client.delete(self.url, headers={_SESSION_HEADER: self.session_id}, timeout=2.0)
 
 
-def make_link(config: UpstreamConfig, metrics: Metrics, client: httpx.AsyncClient | None) -> Link:
+def make_link(
+    config: UpstreamConfig,
+    metrics: Metrics,
+    client: httpx.AsyncClient | None,
+    pool: H1Pool | None = None,
+) -> Link:
     if config.kind == "http":
         assert client is not None
-        return HttpLink(config, client, metrics)
+        return HttpLink(config, client, metrics, pool)
     return StdioLink(config, metrics)
+
+
+def _fast_target(url: str, pool: H1Pool | None) -> tuple[H1Pool, str, int, str] | None:
+    """Where the lean client posts, or None when the URL needs httpx (HTTPS, odd forms)."""
+    if pool is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or parts.username or parts.password:
+        return None
+    try:
+        port = parts.port or 80
+    except ValueError:
+        return None
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return pool, parts.hostname, port, target
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Lines of a byte stream without their ending (CRLF, LF or CR, as SSE allows)."""
+    pending = b""
+    async for chunk in chunks:
+        buf = pending + chunk if pending else chunk
+        held = b""
+        if buf.endswith(b"\r"):  # maybe the first half of a CRLF split across chunks
+            buf, held = buf[:-1], b"\r"
+        parts = buf.splitlines(keepends=True)
+        pending = held
+        if parts and not parts[-1].endswith((b"\n", b"\r")):
+            pending = parts.pop() + held
+        for part in parts:
+            yield part[:-2] if part.endswith(b"\r\n") else part[:-1]
+    if pending:
+        yield pending.removesuffix(b"\r")
 
 
 class Peer(Protocol):
