@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mcp_attest import InMemoryReplayStore, StoreUnavailable
 from mcp_attest.algorithms import HS256Key, KeyMaterialError
 
 
@@ -24,3 +25,23 @@ def test_regression_random_hs256_secret_starting_like_text_is_accepted(prefix: b
 def test_regression_hs256_secret_that_is_a_pem_or_jwk_is_still_refused(text: bytes) -> None:
     with pytest.raises(KeyMaterialError, match="looks like a PEM or JWK"):
         HS256Key("k", text)
+
+
+def test_regression_full_in_memory_store_fails_fast_without_rescanning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store full of live keys used to rescan its whole table on every further claim."""
+
+    store = InMemoryReplayStore(max_entries=100)
+    for i in range(100):
+        assert store.claim(i.to_bytes(32, "big"), 1000.0, 0.0)
+    with pytest.raises(StoreUnavailable):
+        store.claim(b"\xff" * 32, 1000.0, 0.0)
+    scans: list[float] = []
+    monkeypatch.setattr(store, "_compact", scans.append)
+    for i in range(50):
+        with pytest.raises(StoreUnavailable):
+            store.claim((1000 + i).to_bytes(32, "big"), 1000.0, 1.0)
+    assert scans == []
+    monkeypatch.undo()
+    assert store.claim(b"\xfe" * 32, 3000.0, 1001.0)  # the first keys expired: room again

@@ -36,6 +36,7 @@ class InMemoryReplayStore:
             raise ValueError("max_entries must be positive")
         self.max_entries = max_entries
         self._lock = threading.Lock()
+        self._full_until = 0.0
         self._reset(_MIN_SLOTS)
 
     def _reset(self, slots: int) -> None:
@@ -79,6 +80,8 @@ class InMemoryReplayStore:
             if exp > now:
                 return False
             if exp == 0:
+                if self._used >= self.max_entries and now < self._full_until:
+                    raise StoreUnavailable(f"in-memory replay store is full ({self.max_entries} live keys)")
                 if (self._used + 1) * 2 > self._slots or self._used >= self.max_entries:
                     self._compact(now)
                     off, _ = self._find(k)
@@ -88,13 +91,20 @@ class InMemoryReplayStore:
             return True
 
     def _compact(self, now: float) -> None:
-        """Drop expired slots; double the table when live keys fill a quarter."""
+        """Drop expired slots; grow so live keys fill at most a third of the table.
+
+        A third leaves room to reach the one-half load that triggers the next
+        compaction, so at 1M live keys the table holds 2^21 slots (42 bytes a
+        key). When full of live keys, remember when the first one expires so
+        that claims until then fail fast instead of rescanning the table.
+        """
         old = self._table
         live = [(k, exp) for k, exp in struct.iter_unpack(f"{_KEY}sI", old) if exp > now]
         if len(live) >= self.max_entries:
+            self._full_until = min(exp for _, exp in live)
             raise StoreUnavailable(f"in-memory replay store is full ({self.max_entries} live keys)")
         slots = self._slots
-        while (len(live) + 1) * 4 > slots:
+        while (len(live) + 1) * 3 > slots:
             slots *= 2
         self._reset(slots)
         for k, exp in live:
