@@ -34,14 +34,14 @@ def test_regression_full_in_memory_store_fails_fast_without_rescanning(
 
     store = InMemoryReplayStore(max_entries=100)
     for i in range(100):
-        assert store.claim(i.to_bytes(32, "big"), 1000.0, 0.0)
+        assert store.claim(i.to_bytes(32, "little"), 1000.0, 0.0)
     with pytest.raises(StoreUnavailable):
         store.claim(b"\xff" * 32, 1000.0, 0.0)
     scans: list[float] = []
     monkeypatch.setattr(store, "_compact", scans.append)
     for i in range(50):
         with pytest.raises(StoreUnavailable):
-            store.claim((1000 + i).to_bytes(32, "big"), 1000.0, 1.0)
+            store.claim((1000 + i).to_bytes(32, "little"), 1000.0, 1.0)
     assert scans == []
     monkeypatch.undo()
     assert store.claim(b"\xfe" * 32, 3000.0, 1001.0)  # the first keys expired: room again
