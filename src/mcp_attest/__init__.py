@@ -21,7 +21,7 @@ from mcp_attest.envelope import (
 )
 from mcp_attest.fingerprint import server_fingerprint, tls_key_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
-from mcp_attest.keys import Keyring, KeyringError, generate_key
+from mcp_attest.keys import Keyring, KeyringError, KeySource, generate_key
 from mcp_attest.receipts import RECEIPT_CAPABILITY, ReceiptCheck, ReceiptSigner, result_digest, verify_receipt
 from mcp_attest.replay import (
     InMemoryReplayStore,
@@ -55,6 +55,7 @@ __all__ = [
     "Issuer",
     "IssuerAsserted",
     "Key",
+    "KeySource",
     "Keyring",
     "KeyringError",
     "MalformedEnvelope",

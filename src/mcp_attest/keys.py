@@ -13,7 +13,7 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -28,9 +28,18 @@ from mcp_attest.algorithms import (
     key_from_jwk,
 )
 
-__all__ = ["Keyring", "KeyringError", "generate_key"]
+__all__ = ["KeySource", "Keyring", "KeyringError", "generate_key"]
 
 _MAX_KEYRING_BYTES = 4 * 1024 * 1024
+
+
+@runtime_checkable
+class KeySource(Protocol):
+    """Where a verifier finds keys (K1): a ``Keyring``, or one that also discovers (K5)."""
+
+    def get(self, iss: str, kid: str) -> Key | None:
+        """The key for ``(iss, secretVersion)``, or ``None`` (``key_unavailable``)."""
+        ...
 
 
 class KeyringError(ValueError):

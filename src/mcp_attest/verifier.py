@@ -34,7 +34,7 @@ from mcp_attest.envelope import (
     b64url_encode,
     parse_iat,
 )
-from mcp_attest.keys import Keyring
+from mcp_attest.keys import KeySource
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, replay_key
 from mcp_attest.resolvers import MAX_REF_BYTES, Resolver, resolve_data_uri
 from mcp_attest.transport import HeaderError, decode_header
@@ -116,7 +116,7 @@ class Verifier:
 
     def __init__(
         self,
-        keyring: Keyring,
+        keyring: KeySource,
         server_fingerprint: str,
         *,
         replay_store: ReplayStore | None = None,
@@ -137,7 +137,7 @@ class Verifier:
         self._resolvers: dict[str, Resolver] = {"data": resolve_data_uri}
         self._resolvers.update({k.lower(): v for k, v in (resolvers or {}).items()})
 
-    def replace_keyring(self, keyring: Keyring) -> None:
+    def replace_keyring(self, keyring: KeySource) -> None:
         """Swap in a reloaded keyring (rotation without a restart).
 
         One attribute assignment, so a verification in flight sees either
