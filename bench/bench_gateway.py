@@ -1,9 +1,12 @@
 """Added latency and throughput of the gateway in verify mode (docs/performance.md, "Gateway").
 
 Same run, same upstream (server-everything over Streamable HTTP on
-loopback): N ``tools/call echo`` requests straight to the upstream, then N
-through a verify-mode gateway (HS256, then ES256; default SQLite replay
-store and audit log in a temporary state dir), after a warm-up. Envelopes
+loopback): N ``tools/call echo`` requests straight to the upstream and N
+through each of two verify-mode gateways (HS256, ES256; default SQLite
+replay store and audit log in a temporary state dir), after a warm-up.
+The three paths are called in one interleaved loop (order rotated every
+round), each through its own client with a warm keep-alive connection, so
+load changes on a shared machine hit all paths alike. Envelopes
 are signed before the clock starts: signing is the client's cost, not the
 gateway's. Throughput uses 16 concurrent clients, each with its own
 session. Needs ``.cache/third-party`` from the gateway tests.
@@ -97,14 +100,34 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def latency(url: str, envelopes: list[dict[str, Any]] | None, calls: int, warmup: int) -> list[float]:
-    async with httpx.AsyncClient(timeout=30) as client:
-        session = Session(client, url)
-        await session.open()
-        for i in range(warmup):
-            await session.call(envelopes[i] if envelopes else None)
-        offset = warmup
-        return [await session.call(envelopes[offset + i] if envelopes else None) for i in range(calls)]
+async def latency(
+    targets: dict[str, tuple[str, list[dict[str, Any]] | None]], calls: int, warmup: int
+) -> dict[str, list[float]]:
+    """Per-call latency of every target, interleaved in one loop (order rotated each round).
+
+    Interleaving means load changes on a shared machine hit the direct and
+    the gateway paths alike, so the difference between them is the
+    gateway's. Each target has its own client and session (warm keep-alive
+    connection), created the same way.
+    """
+    names = list(targets)
+    clients = {name: httpx.AsyncClient(timeout=30) for name in names}
+    try:
+        sessions = {name: Session(clients[name], targets[name][0]) for name in names}
+        for session in sessions.values():
+            await session.open()
+        times: dict[str, list[float]] = {name: [] for name in names}
+        for i in range(warmup + calls):
+            shift = i % len(names)
+            for name in names[shift:] + names[:shift]:
+                envelopes = targets[name][1]
+                elapsed = await sessions[name].call(envelopes[i] if envelopes else None)
+                if i >= warmup:
+                    times[name].append(elapsed)
+        return times
+    finally:
+        for client in clients.values():
+            await client.aclose()
 
 
 async def throughput(
@@ -158,9 +181,8 @@ def main() -> None:
         upstream = f"http://127.0.0.1:{up_port}/mcp"
         time.sleep(1.0)
         results: dict[str, Any] = {}
-        direct = asyncio.run(latency(upstream, None, args.calls, args.warmup))
-        direct_tput = asyncio.run(throughput(upstream, None, args.calls))
-        results["direct"] = {"p50": pct(direct, 0.5), "p99": pct(direct, 0.99), "throughput": direct_tput}
+        urls: dict[str, str] = {"direct": upstream}
+        issuers: dict[str, Issuer] = {}
         for alg in ("HS256", "ES256"):
             keys = tmp / f"{alg}.json"
             Keyring().with_key("agent", generate_key(alg, "k1")).save(keys, private=True)
@@ -186,17 +208,25 @@ def main() -> None:
                 )
             )
             wait(f"http://127.0.0.1:{port}/healthz")
-            issuer = Issuer(Keyring.load(keys), iss="agent", sub="bench")
-            url = f"http://127.0.0.1:{port}/mcp"
-            envs = envelopes_for(issuer, args.calls + args.warmup)
-            via = asyncio.run(latency(url, envs, args.calls, args.warmup))
-            tput = asyncio.run(throughput(url, envelopes_for(issuer, args.calls), args.calls))
-            results[alg] = {
-                "p50": pct(via, 0.5),
-                "p99": pct(via, 0.99),
+            issuers[alg] = Issuer(Keyring.load(keys), iss="agent", sub="bench")
+            urls[alg] = f"http://127.0.0.1:{port}/mcp"
+        load_before = os.getloadavg()
+        targets: dict[str, tuple[str, list[dict[str, Any]] | None]] = {"direct": (upstream, None)}
+        for alg, issuer in issuers.items():
+            targets[alg] = (urls[alg], envelopes_for(issuer, args.calls + args.warmup))
+        times = asyncio.run(latency(targets, args.calls, args.warmup))
+        for name, tput_envs in (
+            ("direct", None),
+            *((alg, envelopes_for(issuer, args.calls)) for alg, issuer in issuers.items()),
+        ):
+            tput = asyncio.run(throughput(urls[name], tput_envs, args.calls))
+            results[name] = {
+                "p50": pct(times[name], 0.5),
+                "p99": pct(times[name], 0.99),
+                "mean": statistics.fmean(times[name]),
                 "throughput": tput,
-                "mean": statistics.fmean(via),
             }
+        results["loadavg"] = {"before": load_before, "after": os.getloadavg()}
         d = results["direct"]
         ms = 1e3
         print(f"direct: p50 {d['p50'] * ms:.3f} ms  p99 {d['p99'] * ms:.3f} ms  {d['throughput']:.0f}/s")
@@ -209,6 +239,8 @@ def main() -> None:
                 f"p99 {r['p99'] * ms:.3f} ms (+{added['p99']:.3f} ms, x{ratio['p99']:.2f})  "
                 f"16 clients {r['throughput']:.0f}/s (x{ratio['throughput']:.2f})"
             )
+        before, after = results["loadavg"]["before"], results["loadavg"]["after"]
+        print(f"load average (1/5/15 min): before {before}, after {after}")
         print(json.dumps(results))
     finally:
         for p in procs:
