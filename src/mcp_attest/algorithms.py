@@ -7,7 +7,6 @@ reinterpreted as another algorithm's key (no algorithm confusion).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from abc import ABC, abstractmethod
@@ -352,8 +351,3 @@ def _rs256_from_jwk(jwk: dict[str, Any], kid: str, name: str) -> RS256Key:
             public_numbers,
         ).private_key()
     return RS256Key(kid, public, private)
-
-
-def sha256(data: bytes) -> bytes:
-    """SHA-256 digest, named once so every commitment hashes the same way."""
-    return hashlib.sha256(data).digest()

@@ -516,8 +516,3 @@ def _tool_call(index: int, call: Any, unknown: list[str]) -> ToolCall:
         args_ref=ref,
         args_projection=projection,
     )
-
-
-def envelope_size_ok(obj: Mapping[str, Any]) -> bool:
-    """Whether an already-parsed envelope fits the E2 size cap once canonical."""
-    return len(canonicalize(obj)) <= MAX_ENVELOPE_BYTES

@@ -104,7 +104,6 @@ class _Call:
     envelope: Envelope | None = None
     attestation_id: str | None = None
     key: Key | None = None
-    signed_input: bytes = b""
     args_jcs: bytes | None = None
     args_text: str | None = None
     unknown_fields: tuple[str, ...] = field(default_factory=tuple)
@@ -285,7 +284,6 @@ class Verifier:
     def _v3_signature(self, call: _Call, env: Envelope, key: Key) -> None:
         """V3 over the C1 bytes; A1's id is the hash of the same bytes."""
         data = env.signing_input()
-        call.signed_input = data
         call.attestation_id = hashlib.sha256(data).hexdigest()
         if not key.verify(env.signature, data):
             _reject(Reason.SIGNATURE_INVALID, "signature.mismatch")

@@ -51,11 +51,6 @@ class InMemoryReplayStore:
         """Occupied slots, expired ones included until the next cleanup."""
         return self._used
 
-    @property
-    def table_bytes(self) -> int:
-        """Bytes held by the table, for the memory-per-entry benchmark."""
-        return len(self._table)
-
     def _find(self, k: bytes) -> tuple[int, int]:
         """Return (slot offset, stored expiry or 0 when the slot is empty)."""
         table, mask = self._state
