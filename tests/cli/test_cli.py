@@ -8,6 +8,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,6 +73,22 @@ def _sign(capsys: pytest.CaptureFixture[str], sign: Path, args: Path, *extra: st
     out = capsys.readouterr().out
     assert code == 0, out
     return out
+
+
+@pytest.fixture
+def env_file(
+    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> Path:
+    """An envelope signed over ``args_file`` (projection commitment), written to a file."""
+    env = tmp_path / "env.json"
+    env.write_text(_sign(capsys, ring[0], args_file))
+    return env
+
+
+def _verdict(capsys: pytest.CaptureFixture[str], argv: list[str]) -> tuple[int, dict[str, Any]]:
+    """Run ``verify ... --json`` and return the exit code and the facts it printed."""
+    code = main([*argv, "--json"])
+    return code, json.loads(capsys.readouterr().out)
 
 
 def _verify(verify: Path, args: Path, *extra: str) -> list[str]:
@@ -148,28 +165,26 @@ def test_keygen_duplicate_kid_is_usage_error(
 
 
 def test_sign_then_verify_accepts_then_replay_db_rejects(
-    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ring: tuple[Path, Path],
+    args_file: Path,
+    env_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
-    db = str(tmp_path / "replay.db")
-    assert main([*_verify(verify, args_file, "--replay-db", db), str(env), "--json"]) == 0
-    first = json.loads(capsys.readouterr().out)
+    argv = [*_verify(ring[1], args_file, "--replay-db", str(tmp_path / "replay.db")), str(env_file)]
+    code, first = _verdict(capsys, argv)
+    assert code == 0
     assert first["accepted"] is True and first["reason"] is None and first["argsBinding"] == "identity"
-    assert main([*_verify(verify, args_file, "--replay-db", db), str(env), "--json"]) == 1
-    second = json.loads(capsys.readouterr().out)
+    code, second = _verdict(capsys, argv)
+    assert code == 1
     assert (second["reason"], second["detail"]) == ("nonce_replay", "nonce.replayed")
 
 
 def test_verify_without_replay_db_does_not_remember(
-    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ring: tuple[Path, Path], args_file: Path, env_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
-    assert main([*_verify(verify, args_file), str(env)]) == 0
-    assert main([*_verify(verify, args_file), str(env)]) == 0
+    assert main([*_verify(ring[1], args_file), str(env_file)]) == 0
+    assert main([*_verify(ring[1], args_file), str(env_file)]) == 0
     assert "ACCEPTED" in capsys.readouterr().out
 
 
@@ -211,39 +226,31 @@ def test_sign_header_and_verify_header_value(
 
 
 def test_verify_header_and_file_disagree_is_transport_conflict(
-    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ring: tuple[Path, Path], args_file: Path, env_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
-    other = _sign(capsys, sign, args_file, "--header").strip()
-    assert main([*_verify(verify, args_file), str(env), "--header-value", other, "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["detail"] == "transport.conflict"
+    other = _sign(capsys, ring[0], args_file, "--header").strip()
+    code, facts = _verdict(capsys, [*_verify(ring[1], args_file), str(env_file), "--header-value", other])
+    assert (code, facts["detail"]) == (1, "transport.conflict")
 
 
 def test_verify_tampered_arguments_under_strict_binding_rejected(
-    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ring: tuple[Path, Path], env_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
     evil = tmp_path / "evil.json"
     evil.write_text('{"path": "/etc/passwd", "n": 3}')
-    assert main([*_verify(verify, evil), str(env), "--json"]) == 0  # spec: redacted, accepted
-    assert json.loads(capsys.readouterr().out)["argsBinding"] == "redacted"
-    assert main([*_verify(verify, evil, "--args-binding", "strict"), str(env), "--json"]) == 1
-    assert json.loads(capsys.readouterr().out)["reason"] == "args_commitment_mismatch"
+    code, facts = _verdict(capsys, [*_verify(ring[1], evil), str(env_file)])
+    assert (code, facts["argsBinding"]) == (0, "redacted")  # spec: accepted, NOT bound
+    code, facts = _verdict(capsys, [*_verify(ring[1], evil, "--args-binding", "strict"), str(env_file)])
+    assert (code, facts["reason"]) == (1, "args_commitment_mismatch")
 
 
 def test_verify_malformed_envelope_is_verdict_exit_1(
     ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _, verify = ring
     env = tmp_path / "env.json"
     env.write_bytes(b'{"a":1,"a":2}')
-    assert main([*_verify(verify, args_file), str(env), "--json"]) == 1
-    facts = json.loads(capsys.readouterr().out)
-    assert (facts["reason"], facts["detail"]) == ("signature_invalid", "malformed.duplicate_key")
+    code, facts = _verdict(capsys, [*_verify(ring[1], args_file), str(env)])
+    assert (code, facts["reason"], facts["detail"]) == (1, "signature_invalid", "malformed.duplicate_key")
 
 
 def test_verify_arguments_not_json_is_usage_error(
@@ -260,28 +267,28 @@ def test_verify_arguments_not_json_is_usage_error(
 
 @pytest.mark.parametrize("token", ["NaN", "-0", "9007199254740993"])
 def test_verify_uncanonicalizable_arguments_are_a_verdict(
-    token: str, ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    token: str, ring: tuple[Path, Path], env_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
     bad = tmp_path / "bad.json"
     bad.write_text(f'{{"path": "/tmp/a.txt", "n": {token}}}')
-    assert main([*_verify(verify, bad), str(env), "--json"]) == 1
-    facts = json.loads(capsys.readouterr().out)
-    assert (facts["reason"], facts["detail"]) == ("args_commitment_mismatch", "args.not_canonicalizable")
+    code, facts = _verdict(capsys, [*_verify(ring[1], bad), str(env_file)])
+    assert (code, facts["reason"], facts["detail"]) == (
+        1,
+        "args_commitment_mismatch",
+        "args.not_canonicalizable",
+    )
 
 
 def test_verify_unusable_replay_db_is_verdict(
-    ring: tuple[Path, Path], args_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ring: tuple[Path, Path],
+    args_file: Path,
+    env_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    sign, verify = ring
-    env = tmp_path / "env.json"
-    env.write_text(_sign(capsys, sign, args_file))
     db = str(tmp_path / "no" / "such" / "dir" / "r.db")
-    assert main([*_verify(verify, args_file, "--replay-db", db), str(env), "--json"]) == 1
-    facts = json.loads(capsys.readouterr().out)
-    assert (facts["reason"], facts["detail"]) == ("nonce_replay", "store.unavailable")
+    code, facts = _verdict(capsys, [*_verify(ring[1], args_file, "--replay-db", db), str(env_file)])
+    assert (code, facts["reason"], facts["detail"]) == (1, "nonce_replay", "store.unavailable")
 
 
 @pytest.mark.parametrize(
