@@ -126,3 +126,11 @@ def sqlite_claim_worker(path: str, key: bytes, start_at: float, result_queue: An
     won = store.claim(key, NOW + 600, NOW)
     store.close()
     result_queue.put(won)
+
+
+HS = "HS256"
+
+
+def reason_of(verdict: Any) -> tuple[Any, Any]:
+    """(reason, detail): what most assertions compare."""
+    return verdict.reason, verdict.detail

@@ -10,7 +10,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _core_helpers import ARGS, ARGS_DIGEST, SERVER, TOOL, dumps, entry, jcs_text, sign_wire, unsigned_wire
+from _core_helpers import (
+    ARGS,
+    ARGS_DIGEST,
+    HS,
+    SERVER,
+    TOOL,
+    dumps,
+    entry,
+    jcs_text,
+    reason_of,
+    sign_wire,
+    unsigned_wire,
+)
 
 from mcp_attest import (
     FileResolver,
@@ -28,8 +40,6 @@ from mcp_attest import (
 from mcp_attest.envelope import b64url_encode, signing_input
 from mcp_attest.resolvers import MAX_REF_BYTES
 
-HS = "HS256"
-
 
 def _digest(content: bytes) -> str:
     return b64url_encode(hashlib.sha256(content).digest())
@@ -41,10 +51,6 @@ def _data_uri(content: bytes) -> str:
 
 def _signed(keys: dict[str, Key], **entry_kw: Any) -> bytes:
     return dumps(sign_wire(unsigned_wire(HS, calls=[entry(**entry_kw)]), keys[HS]))
-
-
-def _reason(verdict: Any) -> tuple[Any, Any]:
-    return verdict.reason, verdict.detail
 
 
 class SpyResolver:
@@ -73,7 +79,7 @@ def test_a1_attestation_id_reported_from_v3_on(verifier: Verifier, keys: dict[st
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     expected = hashlib.sha256(signing_input(wire)).hexdigest()
     verdict = verifier.verify(dumps(wire), tool="other", arguments=ARGS)
-    assert _reason(verdict) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
+    assert reason_of(verdict) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
     assert verdict.attestation_id == expected
 
 
@@ -141,15 +147,15 @@ def test_a2_resolved_content_failures(
     verdict = verifier.verify(
         _signed(keys, ref={"uri": _data_uri(content), "digest": digest}), tool=TOOL, arguments=ARGS
     )
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, detail)
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, detail)
 
 
 def test_a2_unresolvable_uri_without_resolver(make_verifier: Any, keys: dict[str, Key]) -> None:
     envelope = _signed(keys, ref={"uri": "https://blobs.example/args", "digest": _digest(b"x")})
     verdict = make_verifier().verify(envelope, tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
     verdict = make_verifier(resolve_refs=True).verify(envelope, tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
 
 
 def test_a2_strict_resolve_refs_always_fetches(make_verifier: Any, keys: dict[str, Key]) -> None:
@@ -165,7 +171,7 @@ def test_a2_strict_resolve_refs_always_fetches(make_verifier: Any, keys: dict[st
     verdict = verifier.verify(
         _signed(keys, ref={"uri": "urn:blob:1", "digest": ARGS_DIGEST}), tool=TOOL, arguments=ARGS
     )
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
 
 
 def test_a2_resolver_failures_are_mismatch(make_verifier: Any, keys: dict[str, Key]) -> None:
@@ -180,7 +186,7 @@ def test_a2_resolver_failures_are_mismatch(make_verifier: Any, keys: dict[str, K
         verdict = verifier.verify(
             _signed(keys, ref={"uri": "blob:1", "digest": _digest(b"x")}), tool=TOOL, arguments=ARGS
         )
-        assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
+        assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
 
 
 def test_a2_bad_data_uris() -> None:
@@ -238,7 +244,7 @@ def test_a2_file_resolver_confinement(
     verdict = verifier.verify(
         _signed(keys, ref={"uri": uri, "digest": _digest(secret)}), tool=TOOL, arguments=ARGS
     )
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.unresolvable")
 
 
 def test_a2_issuer_ref_commit_uses_jcs_data_uri(hs_issuer: Any, make_verifier: Any) -> None:
@@ -290,13 +296,13 @@ def test_a3_redacted_projection_is_accepted_but_not_bound(verifier: Verifier, ke
 )
 def test_a3_projection_not_json(verifier: Verifier, keys: dict[str, Key], projection: str) -> None:
     verdict = verifier.verify(_signed(keys, projection=projection), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "projection.not_json")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "projection.not_json")
 
 
 def test_a3_strict_args_binding(make_verifier: Any, keys: dict[str, Key]) -> None:
     strict = make_verifier(args_binding="strict")
     verdict = strict.verify(_signed(keys, projection='{"path":"<redacted>"}'), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
     assert strict.verify(_signed(keys), tool=TOOL, arguments=ARGS).args_binding == "identity"
     ref = {"uri": "urn:x", "digest": ARGS_DIGEST}
     assert strict.verify(_signed(keys, ref=ref), tool=TOOL, arguments=ARGS).args_binding == "ref-digest"
@@ -320,13 +326,13 @@ def test_a4_both_present_ref_mismatch_is_not_saved_by_identity_projection(
 ) -> None:
     ref = {"uri": "urn:x", "digest": _digest(b"other")}
     verdict = verifier.verify(_signed(keys, ref=ref, projection=jcs_text(ARGS)), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
 
 
 def test_a4_both_present_projection_must_still_be_json(verifier: Verifier, keys: dict[str, Key]) -> None:
     ref = {"uri": "urn:x", "digest": ARGS_DIGEST}
     verdict = verifier.verify(_signed(keys, ref=ref, projection="{not json"), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "projection.not_json")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "projection.not_json")
 
 
 def test_a4_issuer_both_commit(hs_issuer: Any, verifier: Verifier) -> None:
@@ -340,7 +346,7 @@ def test_a4_issuer_both_commit(hs_issuer: Any, verifier: Verifier) -> None:
 def test_a4_neither_present_is_malformed(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = unsigned_wire(HS, calls=[{"name": TOOL, "serverFingerprint": SERVER}])
     verdict = verifier.verify(dumps(sign_wire(wire, keys[HS])), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.no_commitment")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "malformed.no_commitment")
 
 
 def test_a4_projection_class_is_recorded_when_ref_decides() -> None:

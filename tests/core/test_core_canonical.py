@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 import rfc8785
-from _core_helpers import ARGS, SERVER, TOOL, dumps, entry, sign_wire, unsigned_wire
+from _core_helpers import ARGS, HS, SERVER, TOOL, dumps, entry, sign_wire, unsigned_wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +25,6 @@ from mcp_attest import (
 from mcp_attest.canonical import parse_envelope_json
 from mcp_attest.envelope import signing_input
 
-HS = "HS256"
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

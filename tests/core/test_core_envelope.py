@@ -12,6 +12,7 @@ import pytest
 from _core_helpers import (
     ARGS,
     ARGS_DIGEST,
+    HS,
     IAT,
     ISS,
     KID,
@@ -28,8 +29,6 @@ from _core_helpers import (
 
 from mcp_attest import Envelope, Issuer, Key, MalformedEnvelope, PlannedCall, Reason, Verifier
 from mcp_attest.envelope import b64url_decode, b64url_encode, signing_input
-
-HS = "HS256"
 
 
 def _verify(verifier: Verifier, wire: Any, *, args: Any = None, tool: str = TOOL) -> Any:

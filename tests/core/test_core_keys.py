@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from _core_helpers import (
     ARGS,
+    HS,
     ISS,
     KID,
     NOW,
@@ -21,6 +22,7 @@ from _core_helpers import (
     TOOL,
     Clock,
     dumps,
+    reason_of,
     sign_wire,
     unsigned_wire,
 )
@@ -45,15 +47,9 @@ from mcp_attest import (
 from mcp_attest.algorithms import KeyMaterialError, key_from_jwk
 from mcp_attest.envelope import b64url_encode, signing_input
 
-HS = "HS256"
-
 
 def _verify(verifier: Verifier, wire: dict[str, Any]) -> Any:
     return verifier.verify(dumps(wire), tool=TOOL, arguments=ARGS)
-
-
-def _reason(verdict: Any) -> tuple[Any, Any]:
-    return verdict.reason, verdict.detail
 
 
 # -- K1 -------------------------------------------------------------------------
@@ -67,7 +63,7 @@ def test_k1_no_key_for_iss_and_secret_version_is_key_unknown(
 ) -> None:
     wire = sign_wire(unsigned_wire(HS, iss=iss, kid=kid), keys[HS])
     verdict = _verify(verifier, wire)
-    assert _reason(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
+    assert reason_of(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
     assert verdict.iss is None and verdict.attestation_id is None
 
 
@@ -77,7 +73,7 @@ def test_k1_key_algorithm_differs_from_envelope_alg(
 ) -> None:
     # the envelope names the key of another algorithm, signed with a key of its own alg
     wire = sign_wire(unsigned_wire(env_alg, iss=ISS[key_alg], kid=KID[key_alg]), keys[env_alg])
-    assert _reason(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
+    assert reason_of(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
 
 
 @pytest.mark.parametrize("alg_value", ["none", "HS512", "ES384", "RS512", "PS256", "x" * 10_000])
@@ -87,13 +83,13 @@ def test_k1_alg_outside_allowlist_is_alg_not_allowed(
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     wire["issuerAsserted"]["alg"] = alg_value
     # E1: any string outside the allowlist (the empty one included) is K1's, not a schema error
-    assert _reason(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "alg.not_allowed")
+    assert reason_of(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "alg.not_allowed")
 
 
 def test_k1_allowlist_narrowed_by_policy(make_verifier: Any, keys: dict[str, Key]) -> None:
     es_only = make_verifier(algorithms=("ES256",))
     wire = sign_wire(unsigned_wire(HS), keys[HS])
-    assert _reason(_verify(es_only, wire)) == (Reason.KEY_UNAVAILABLE, "alg.not_allowed")
+    assert reason_of(_verify(es_only, wire)) == (Reason.KEY_UNAVAILABLE, "alg.not_allowed")
     assert _verify(es_only, sign_wire(unsigned_wire("ES256"), keys["ES256"])).accepted
 
 
@@ -152,7 +148,7 @@ def test_k2_alg_confusion_hs256_mac_keyed_with_es256_public_pem(
     wire["signature"] = hmac.digest(pem, signing_input(wire), "sha256").hex()
     verdict = _verify(verifier, wire)
     assert not verdict.accepted
-    assert _reason(verdict) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
+    assert reason_of(verdict) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
     # also with the DER bytes and the raw point
     for material in (
         keys["ES256"]._public.public_bytes(  # type: ignore[attr-defined]
@@ -160,7 +156,7 @@ def test_k2_alg_confusion_hs256_mac_keyed_with_es256_public_pem(
         ),
     ):
         wire["signature"] = hmac.digest(material, signing_input(wire), "sha256").hex()
-        assert _reason(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
+        assert reason_of(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.alg_mismatch")
 
 
 def test_k2_es256_requires_p256() -> None:
@@ -336,12 +332,12 @@ def test_k4_removed_key_is_key_unavailable_never_signature_invalid(
     pruned = verify_ring.without_key(ISS[alg], KID[alg])
     assert pruned.get(ISS[alg], KID[alg]) is None
     verdict = Verifier(pruned, SERVER, clock=clock).verify(env.to_json(), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
+    assert reason_of(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
     # even a tampered envelope under a removed key is key_unavailable
     wire = env.to_wire()
     wire["plannerDeclared"]["intent"] = "tampered"
     verdict = Verifier(pruned, SERVER, clock=clock).verify(dumps(wire), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
+    assert reason_of(verdict) == (Reason.KEY_UNAVAILABLE, "key.unknown")
     # the original ring still accepts it
     assert (
         Verifier(verify_ring, SERVER, clock=clock).verify(env.to_json(), tool=TOOL, arguments=ARGS).accepted
@@ -373,7 +369,7 @@ def test_k6_es256_r_or_s_outside_range_is_signature_invalid(
 ) -> None:
     wire = _es_wire(keys)
     wire["signature"] = f"{r:064x}{s:064x}"
-    assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
 
 
 def test_k6_r_or_s_reduced_mod_n_is_not_accepted(verifier: Verifier, keys: dict[str, Key]) -> None:
@@ -381,10 +377,10 @@ def test_k6_r_or_s_reduced_mod_n_is_not_accepted(verifier: Verifier, keys: dict[
     r, s = int(wire["signature"][:64], 16), int(wire["signature"][64:], 16)
     if s + P256_N < 2**256:
         wire["signature"] = f"{r:064x}{s + P256_N:064x}"
-        assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+        assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
     if r + P256_N < 2**256:
         wire["signature"] = f"{r + P256_N:064x}{s:064x}"
-        assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+        assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
 
 
 def test_k6_issuer_emits_low_s(keys: dict[str, Key]) -> None:
@@ -405,7 +401,7 @@ def test_k6_high_s_accepted_with_the_same_attestation_id(make_verifier: Any, key
     # so a re-encoded signature is the same attestation for replay
     shared = make_verifier()
     assert _verify(shared, wire).accepted
-    assert _reason(_verify(shared, high)) == (Reason.NONCE_REPLAY, "nonce.replayed")
+    assert reason_of(_verify(shared, high)) == (Reason.NONCE_REPLAY, "nonce.replayed")
 
 
 def test_k6_der_encoded_signature_is_malformed(verifier: Verifier, keys: dict[str, Key]) -> None:
@@ -414,7 +410,7 @@ def test_k6_der_encoded_signature_is_malformed(verifier: Verifier, keys: dict[st
     der = encode_dss_signature(r, s).hex()
     assert len(der) != 128
     wire["signature"] = der
-    assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "malformed.signature_encoding")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "malformed.signature_encoding")
 
 
 def test_k6_der_signature_of_128_hex_chars_is_not_accepted(verifier: Verifier, keys: dict[str, Key]) -> None:
@@ -424,7 +420,7 @@ def test_k6_der_signature_of_128_hex_chars_is_not_accepted(verifier: Verifier, k
     der = encode_dss_signature(r, s).hex()
     assert len(der) == 128
     wire["signature"] = der
-    assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
 
 
 def test_k6_keys_never_raise_on_garbage_signatures(keys: dict[str, Key]) -> None:

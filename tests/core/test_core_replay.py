@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from _core_helpers import (
     ARGS,
+    HS,
     ISS,
     NOW,
     OTHER_SERVER,
@@ -21,6 +22,7 @@ from _core_helpers import (
     dumps,
     entry,
     jcs_text,
+    reason_of,
     sign_wire,
     sqlite_claim_worker,
     unsigned_wire,
@@ -37,13 +39,6 @@ from mcp_attest import (
     replay_key,
 )
 from mcp_attest.envelope import parse_iat
-
-HS = "HS256"
-
-
-def _reason(verdict: Any) -> tuple[Any, Any]:
-    return verdict.reason, verdict.detail
-
 
 # -- R1 -------------------------------------------------------------------------
 
@@ -73,7 +68,7 @@ def test_r1_several_entries_for_one_server_consumed_once_each_in_order(
     envelope = _plan_wire(keys, [entry(), entry(), entry()])
     indexes = [verifier.verify(envelope, tool=TOOL, arguments=ARGS).tool_call_index for _ in range(3)]
     assert indexes == [0, 1, 2]
-    assert _reason(verifier.verify(envelope, tool=TOOL, arguments=ARGS)) == (
+    assert reason_of(verifier.verify(envelope, tool=TOOL, arguments=ARGS)) == (
         Reason.NONCE_REPLAY,
         "nonce.replayed",
     )
@@ -85,7 +80,7 @@ def test_r1_entries_for_other_tools_and_servers_are_skipped(verifier: Verifier, 
     assert verifier.verify(envelope, tool=TOOL, arguments=ARGS).tool_call_index == 0
     assert verifier.verify(envelope, tool="write_file", arguments=ARGS).tool_call_index == 2
     assert verifier.verify(envelope, tool=TOOL, arguments=ARGS).tool_call_index == 4
-    assert _reason(verifier.verify(envelope, tool=TOOL, arguments=ARGS)) == (
+    assert reason_of(verifier.verify(envelope, tool=TOOL, arguments=ARGS)) == (
         Reason.NONCE_REPLAY,
         "nonce.replayed",
     )
@@ -100,10 +95,10 @@ def test_r1_first_unclaimed_entry_that_passes_v8_under_strict(
     verifier = make_verifier(args_binding="strict")
     assert verifier.verify(envelope, tool=TOOL, arguments=b).tool_call_index == 1
     verdict = verifier.verify(envelope, tool=TOOL, arguments=b)
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
     assert verifier.verify(envelope, tool=TOOL, arguments=c).tool_call_index == 2
     assert verifier.verify(envelope, tool=TOOL, arguments=a).tool_call_index == 0
-    assert _reason(verifier.verify(envelope, tool=TOOL, arguments=a)) == (
+    assert reason_of(verifier.verify(envelope, tool=TOOL, arguments=a)) == (
         Reason.NONCE_REPLAY,
         "nonce.replayed",
     )
@@ -154,7 +149,7 @@ def test_r2_key_lives_until_iat_plus_exp_plus_skew(
     # once the key is gone, the TTL check alone rejects the envelope
     clock.now = expiry + 0.5
     verdict = make_verifier(store=store).verify(dumps(wire), tool=TOOL, arguments=ARGS)
-    assert _reason(verdict) == (Reason.EXPIRED, "ttl.expired")
+    assert reason_of(verdict) == (Reason.EXPIRED, "ttl.expired")
 
 
 def test_r2_sqlite_claim_expires(tmp_path: Path) -> None:
@@ -229,7 +224,7 @@ def test_r3_verifier_threads_exactly_one_accept(
         for t in threads:
             t.join(timeout=30)
         assert [v.accepted for v in verdicts].count(True) == 1
-        assert {_reason(v) for v in verdicts if not v.accepted} <= {
+        assert {reason_of(v) for v in verdicts if not v.accepted} <= {
             (Reason.NONCE_REPLAY, "nonce.replayed"),
             (Reason.NONCE_REPLAY, "nonce.race"),
         }

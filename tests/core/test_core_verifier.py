@@ -14,6 +14,7 @@ from _core_helpers import (
     ALGS,
     ARGS,
     ARGS_DIGEST,
+    HS,
     IAT,
     ISS,
     KID,
@@ -26,6 +27,7 @@ from _core_helpers import (
     dumps,
     entry,
     jcs_text,
+    reason_of,
     sign_wire,
     unsigned_wire,
 )
@@ -50,12 +52,6 @@ from mcp_attest import (
 from mcp_attest.envelope import b64url_encode, signing_input
 from mcp_attest.transport import MAX_HEADER_CHARS
 
-HS = "HS256"
-
-
-def _reason(verdict: Any) -> tuple[Any, Any]:
-    return verdict.reason, verdict.detail
-
 
 def _verify(verifier: Verifier, wire: Any, *, tool: str = TOOL, args: Any = None, **kw: Any) -> Any:
     data = wire if isinstance(wire, bytes | str) or wire is None else dumps(wire)
@@ -68,7 +64,7 @@ def _verify(verifier: Verifier, wire: Any, *, tool: str = TOOL, args: Any = None
 def test_v0_absent_attestation_when_required(verifier: Verifier) -> None:
     verdict = verifier.verify(None, tool=TOOL, arguments=ARGS)
     assert not verdict.accepted
-    assert _reason(verdict) == (Reason.ATTESTATION_REQUIRED, "attestation.absent")
+    assert reason_of(verdict) == (Reason.ATTESTATION_REQUIRED, "attestation.absent")
     with pytest.raises(AttestationRejected) as info:
         verifier.require(tool=TOOL, arguments=ARGS)
     assert info.value.reason is Reason.ATTESTATION_REQUIRED
@@ -87,7 +83,7 @@ def test_v0_optional_server_still_verifies_a_present_attestation(
     verifier = make_verifier(required=False)
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     wire["signature"] = "0" * 64
-    assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
 
 
 # -- V1 / V2 ordering -------------------------------------------------------------
@@ -95,20 +91,20 @@ def test_v0_optional_server_still_verifies_a_present_attestation(
 
 def test_v1_schema_checked_before_key_lookup(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, iss="https://unknown.test", exp=0), keys[HS])
-    assert _reason(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "malformed.exp_seconds")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SIGNATURE_INVALID, "malformed.exp_seconds")
 
 
 def test_v1_malformed_verdict_carries_no_identity(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, nonce="short"), keys[HS])
     verdict = _verify(verifier, wire)
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.nonce")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "malformed.nonce")
     assert (verdict.iss, verdict.sub, verdict.attestation_id, verdict.alg) == (None, None, None, None)
 
 
 def test_v2_key_checked_before_signature(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, kid="hs-unknown"), keys[HS])
     wire["signature"] = "0" * 64
-    assert _reason(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.unknown")
+    assert reason_of(_verify(verifier, wire)) == (Reason.KEY_UNAVAILABLE, "key.unknown")
 
 
 # -- V3: tampering ------------------------------------------------------------------
@@ -202,7 +198,7 @@ def test_v3_tampering_any_field_is_signature_invalid(
     _mutations(alg_name)[mutation](tampered)
     assert tampered != signed
     verdict = _verify(tamper_verifier, tampered)
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
     assert verdict.iss is None and verdict.sub is None  # nothing unauthenticated in the facts
 
 
@@ -215,11 +211,11 @@ def test_v3_tampered_signature_is_signature_invalid(
         sig = list(signed["signature"])
         sig[position] = "1" if sig[position] != "1" else "2"
         verdict = _verify(verifier, dict(signed, signature="".join(sig)))
-        assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+        assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
     # a valid signature from a different envelope
     other = sign_wire(_full_wire(alg_name) | {"x": 1}, keys[alg_name])
     verdict = _verify(verifier, dict(signed, signature=other["signature"]))
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "signature.mismatch")
 
 
 @pytest.mark.parametrize("alg_name", ALGS)
@@ -232,7 +228,7 @@ def test_v3_tampered_alg_is_key_unavailable(verifier: Verifier, keys: dict[str, 
         tampered["issuerAsserted"]["alg"] = other
         verdict = _verify(verifier, tampered)
         # the signature length may no longer fit the claimed alg (E7) or the key is bound to another alg (K1)
-        assert _reason(verdict) in {
+        assert reason_of(verdict) in {
             (Reason.KEY_UNAVAILABLE, "key.alg_mismatch"),
             (Reason.SIGNATURE_INVALID, "malformed.signature_encoding"),
         }
@@ -281,7 +277,7 @@ def test_v4_skew_boundaries_with_injected_clock(
         assert verdict.accepted, verdict.detail
         assert verdict.verified_at == NOW + offset
     else:
-        assert _reason(verdict) == expected
+        assert reason_of(verdict) == expected
         # the signature verified, so the identity facts are the verifier's
         assert verdict.iss == ISS[HS] and verdict.attestation_id is not None
 
@@ -289,7 +285,7 @@ def test_v4_skew_boundaries_with_injected_clock(
 def test_v4_configured_skew(make_verifier: Any, clock: Clock, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, exp=60), keys[HS])
     clock.now = NOW + 60 + 5
-    assert _reason(_verify(make_verifier(skew=0), wire)) == (Reason.EXPIRED, "ttl.expired")
+    assert reason_of(_verify(make_verifier(skew=0), wire)) == (Reason.EXPIRED, "ttl.expired")
     assert _verify(make_verifier(skew=5), wire).accepted
 
 
@@ -298,7 +294,7 @@ def test_v4_fractional_iat(make_verifier: Any, clock: Clock, keys: dict[str, Key
     clock.now = NOW + 0.5 + 10 + 30
     assert _verify(make_verifier(), wire).accepted
     clock.now += 0.01
-    assert _reason(_verify(make_verifier(), wire)) == (Reason.EXPIRED, "ttl.expired")
+    assert reason_of(_verify(make_verifier(), wire)) == (Reason.EXPIRED, "ttl.expired")
 
 
 def test_v4_time_checked_before_server_and_tool(
@@ -306,7 +302,7 @@ def test_v4_time_checked_before_server_and_tool(
 ) -> None:
     wire = sign_wire(unsigned_wire(HS, calls=[entry(server=OTHER_SERVER)]), keys[HS])
     clock.now = NOW + 10_000
-    assert _reason(_verify(make_verifier(), wire, tool="nope")) == (Reason.EXPIRED, "ttl.expired")
+    assert reason_of(_verify(make_verifier(), wire, tool="nope")) == (Reason.EXPIRED, "ttl.expired")
 
 
 # -- V5 -------------------------------------------------------------------------
@@ -314,13 +310,13 @@ def test_v4_time_checked_before_server_and_tool(
 
 def test_v5_server_not_in_plan(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, calls=[entry(server=OTHER_SERVER)]), keys[HS])
-    assert _reason(_verify(verifier, wire)) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
+    assert reason_of(_verify(verifier, wire)) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
 
 
 def test_v5_server_match_is_exact(verifier: Verifier, keys: dict[str, Key]) -> None:
     for server in (SERVER.upper(), SERVER + " ", SERVER[:-1]):
         wire = sign_wire(unsigned_wire(HS, calls=[entry(server=server)]), keys[HS])
-        assert _reason(_verify(verifier, wire)) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
+        assert reason_of(_verify(verifier, wire)) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
 
 
 @pytest.mark.parametrize("multi_server", [True, False])
@@ -333,7 +329,7 @@ def test_v5_multi_server_plan_with_policy(
     if multi_server:
         assert verdict.accepted and verdict.tool_call_index == 1
     else:
-        assert _reason(verdict) == (Reason.SERVER_MISMATCH, "server.multi_server_plan")
+        assert reason_of(verdict) == (Reason.SERVER_MISMATCH, "server.multi_server_plan")
 
 
 @pytest.mark.parametrize("multi_server", [True, False])
@@ -353,7 +349,7 @@ def test_v5_multi_server_plan_not_naming_this_server(
     plan = [entry(server=OTHER_SERVER), entry(server="sha256:" + "2" * 64)]
     wire = sign_wire(unsigned_wire(HS, calls=plan), keys[HS])
     verdict = _verify(make_verifier(multi_server=multi_server), wire)
-    assert _reason(verdict) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
+    assert reason_of(verdict) == (Reason.SERVER_MISMATCH, "server.not_in_plan")
 
 
 # -- V6 -------------------------------------------------------------------------
@@ -361,21 +357,24 @@ def test_v5_multi_server_plan_not_naming_this_server(
 
 def test_v6_tool_not_in_plan(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS), keys[HS])
-    assert _reason(_verify(verifier, wire, tool="delete_file")) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
-    assert _reason(_verify(verifier, wire, tool=TOOL.upper())) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
+    assert reason_of(_verify(verifier, wire, tool="delete_file")) == (
+        Reason.TOOL_MISMATCH,
+        "tool.not_in_plan",
+    )
+    assert reason_of(_verify(verifier, wire, tool=TOOL.upper())) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
 
 
 def test_v6_tool_planned_only_for_another_server(verifier: Verifier, keys: dict[str, Key]) -> None:
     plan = [entry(name="list_dir"), entry(name=TOOL, server=OTHER_SERVER)]
     wire = sign_wire(unsigned_wire(HS, calls=plan), keys[HS])
-    assert _reason(_verify(verifier, wire)) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
+    assert reason_of(_verify(verifier, wire)) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
 
 
 def test_v6_tool_checked_before_replay_and_arguments(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     assert _verify(verifier, wire).accepted
     verdict = _verify(verifier, wire, tool="other", args={"x": 1})
-    assert _reason(verdict) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
+    assert reason_of(verdict) == (Reason.TOOL_MISMATCH, "tool.not_in_plan")
 
 
 # -- V7 / V8 / V9 -------------------------------------------------------------------
@@ -403,7 +402,7 @@ def test_v7_replayed_envelope_is_nonce_replay(verifier: Verifier, keys: dict[str
     first = _verify(verifier, wire)
     assert first.accepted
     second = _verify(verifier, wire)
-    assert _reason(second) == (Reason.NONCE_REPLAY, "nonce.replayed")
+    assert reason_of(second) == (Reason.NONCE_REPLAY, "nonce.replayed")
     assert second.attestation_id == first.attestation_id
 
 
@@ -411,7 +410,7 @@ def test_v7_replay_detected_before_argument_check(verifier: Verifier, keys: dict
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     assert _verify(verifier, wire).accepted
     verdict = _verify(verifier, wire, args={"path": "/etc/shadow"})
-    assert _reason(verdict) == (Reason.NONCE_REPLAY, "nonce.replayed")
+    assert reason_of(verdict) == (Reason.NONCE_REPLAY, "nonce.replayed")
 
 
 def test_v7_is_a_read_and_v8_failure_does_not_burn_the_nonce(
@@ -421,7 +420,7 @@ def test_v7_is_a_read_and_v8_failure_does_not_burn_the_nonce(
     verifier = make_verifier(store=store, args_binding="strict")
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     bad = _verify(verifier, wire, args={"path": "/etc/shadow"})
-    assert _reason(bad) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
+    assert reason_of(bad) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
     assert len(store.reads) == 1 and store.claims == []
     good = _verify(verifier, wire)
     assert good.accepted and len(store.claims) == 1
@@ -449,7 +448,7 @@ def test_v7_earlier_rejections_never_touch_the_store(
 def test_v8_arguments_differ_from_the_bound_commitment(make_verifier: Any, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS, calls=[entry(ref={"uri": "urn:x", "digest": ARGS_DIGEST})]), keys[HS])
     verdict = _verify(make_verifier(), wire, args={"path": "/etc/shadow", "lines": 10})
-    assert _reason(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "ref.digest_mismatch")
     assert verdict.iss == ISS[HS]
 
 
@@ -463,7 +462,7 @@ def test_v9_lost_race_is_nonce_replay_without_retry(make_verifier: Any, keys: di
     plan = [entry(), entry()]  # a second unclaimed entry exists, but the verifier does not retry
     wire = sign_wire(unsigned_wire(HS, calls=plan), keys[HS])
     verdict = _verify(make_verifier(store=store), wire)
-    assert _reason(verdict) == (Reason.NONCE_REPLAY, "nonce.race")
+    assert reason_of(verdict) == (Reason.NONCE_REPLAY, "nonce.race")
     assert len(store.claims) == 1
 
 
@@ -529,7 +528,7 @@ def test_v11_header_and_meta_must_agree(verifier: Verifier, hs_issuer: Any) -> N
     one = hs_issuer.sign(tool=TOOL, arguments=ARGS, server_fingerprint=SERVER, intent="one")
     two = hs_issuer.sign(tool=TOOL, arguments=ARGS, server_fingerprint=SERVER, intent="two")
     verdict = verifier.verify(one.to_wire(), tool=TOOL, arguments=ARGS, header=encode_header(two))
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "transport.conflict")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "transport.conflict")
     # the same envelope in both, even spelled differently in _meta, is fine
     pretty = json.dumps(one.to_wire(), indent=2).encode()
     assert verifier.verify(pretty, tool=TOOL, arguments=ARGS, header=encode_header(one)).accepted
@@ -540,7 +539,7 @@ def test_v11_conflict_checked_before_the_signature(verifier: Verifier, hs_issuer
     forged = one.to_wire()
     forged["plannerDeclared"]["intent"] = "forged"
     verdict = verifier.verify(forged, tool=TOOL, arguments=ARGS, header=encode_header(one))
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "transport.conflict")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "transport.conflict")
 
 
 @pytest.mark.parametrize(
@@ -550,7 +549,7 @@ def test_v11_conflict_checked_before_the_signature(verifier: Verifier, hs_issuer
 )
 def test_v11_bad_header_value_is_malformed(verifier: Verifier, header: str) -> None:
     verdict = verifier.verify(None, tool=TOOL, arguments=ARGS, header=header)
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.header")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "malformed.header")
 
 
 def test_v11_header_at_64_kib_is_allowed_and_content_still_strict(verifier: Verifier) -> None:
@@ -559,14 +558,14 @@ def test_v11_header_at_64_kib_is_allowed_and_content_still_strict(verifier: Veri
     header = b64url_encode(payload)
     assert len(header) == MAX_HEADER_CHARS
     verdict = verifier.verify(None, tool=TOOL, arguments=ARGS, header=header)
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.not_object")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "malformed.not_object")
 
 
 def test_v11_header_carrying_a_duplicate_key(verifier: Verifier, hs_issuer: Any) -> None:
     env = hs_issuer.sign(tool=TOOL, arguments=ARGS, server_fingerprint=SERVER, intent="x")
     data = b'{"x":1,"x":2,' + env.to_json()[1:]
     verdict = verifier.verify(None, tool=TOOL, arguments=ARGS, header=b64url_encode(data))
-    assert _reason(verdict) == (Reason.SIGNATURE_INVALID, "malformed.duplicate_key")
+    assert reason_of(verdict) == (Reason.SIGNATURE_INVALID, "malformed.duplicate_key")
 
 
 def test_v11_header_whitespace_is_trimmed(verifier: Verifier, hs_issuer: Any) -> None:
@@ -600,7 +599,7 @@ def test_v12_store_unavailable_fails_closed_as_nonce_replay(
     verifier = make_verifier(store=BrokenStore(StoreUnavailable("redis down"), on=on))
     with caplog.at_level(logging.ERROR, logger="mcp_attest.verifier"):
         verdict = _verify(verifier, sign_wire(unsigned_wire(HS), keys[HS]))
-    assert _reason(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
+    assert reason_of(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
     assert "redis down" in caplog.text
 
 
@@ -613,7 +612,7 @@ def test_v12_store_raising_anything_else_is_rejected_not_raised(
     verdict = _verify(verifier, sign_wire(unsigned_wire(HS), keys[HS]))
     assert not verdict.accepted
     # V12: any fault of the replay store fails closed as store.unavailable
-    assert _reason(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
+    assert reason_of(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
 
 
 def test_v12_unreachable_sqlite_store_is_store_unavailable(
@@ -621,7 +620,7 @@ def test_v12_unreachable_sqlite_store_is_store_unavailable(
 ) -> None:
     store = SQLiteReplayStore(tmp_path / "missing-dir" / "replay.db")
     verdict = _verify(make_verifier(store=store), sign_wire(unsigned_wire(HS), keys[HS]))
-    assert _reason(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
+    assert reason_of(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
 
 
 def test_v12_full_in_memory_store_fails_closed(make_verifier: Any, hs_issuer: Any) -> None:
@@ -635,7 +634,7 @@ def test_v12_full_in_memory_store_fails_closed(make_verifier: Any, hs_issuer: An
         for _ in range(3)
     ]
     assert [v.accepted for v in verdicts] == [True, True, False]
-    assert _reason(verdicts[2]) == (Reason.NONCE_REPLAY, "store.unavailable")
+    assert reason_of(verdicts[2]) == (Reason.NONCE_REPLAY, "store.unavailable")
 
 
 def test_v12_configuration_errors_surface_at_construction(verify_ring: Keyring) -> None:
