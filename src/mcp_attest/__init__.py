@@ -11,6 +11,7 @@ from mcp_attest.canonical import (
     canonicalize_arguments,
     parse_arguments,
 )
+from mcp_attest.discovery import DiscoveringKeyring
 from mcp_attest.envelope import (
     ArgsRef,
     Envelope,
@@ -47,6 +48,7 @@ __all__ = [
     "ArgsRef",
     "AttestationRejected",
     "CanonicalizationError",
+    "DiscoveringKeyring",
     "ES256Key",
     "Envelope",
     "FileResolver",

@@ -28,7 +28,7 @@ from mcp_attest.algorithms import (
     key_from_jwk,
 )
 
-__all__ = ["KeySource", "Keyring", "KeyringError", "generate_key"]
+__all__ = ["KeySource", "Keyring", "KeyringError", "generate_key", "keys_from_jwks"]
 
 _MAX_KEYRING_BYTES = 4 * 1024 * 1024
 
@@ -62,6 +62,26 @@ def generate_key(alg: str, kid: str) -> Key:
 def default_kid(now: float | None = None) -> str:
     """Date-based key id, sortable, so the newest key is obvious in a file."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(time.time() if now is None else now))
+
+
+def keys_from_jwks(iss: str, jwks: Any) -> dict[str, Key]:
+    """One issuer's RFC 7517 key set, in document order, refused as a whole on any bad key.
+
+    Shared by keyring files (K3) and discovered documents (K5) so that both
+    apply the same K2 rules and name the offending key the same way.
+    """
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
+        raise KeyringError(f"issuer {iss!r}: expected a JWKS object with a 'keys' array")
+    keys: dict[str, Key] = {}
+    for index, jwk in enumerate(jwks["keys"]):
+        try:
+            key = key_from_jwk(jwk, label=f"{iss}#{index}")
+        except KeyMaterialError as exc:
+            raise KeyringError(str(exc)) from None
+        if key.kid in keys:
+            raise KeyringError(f"issuer {iss!r}: kid {key.kid!r} appears twice")
+        keys[key.kid] = key
+    return keys
 
 
 class Keyring:
@@ -101,18 +121,7 @@ class Keyring:
         for iss, jwks in obj["issuers"].items():
             if not iss:
                 raise KeyringError("issuer name is empty")
-            if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
-                raise KeyringError(f"issuer {iss!r}: expected a JWKS object with a 'keys' array")
-            keys: dict[str, Key] = {}
-            for index, jwk in enumerate(jwks["keys"]):
-                try:
-                    key = key_from_jwk(jwk, label=f"{iss}#{index}")
-                except KeyMaterialError as exc:
-                    raise KeyringError(str(exc)) from None
-                if key.kid in keys:
-                    raise KeyringError(f"issuer {iss!r}: kid {key.kid!r} appears twice")
-                keys[key.kid] = key
-            ring[iss] = keys
+            ring[iss] = keys_from_jwks(iss, jwks)
         return cls(ring)
 
     # -- queries -----------------------------------------------------------

@@ -1,4 +1,4 @@
-"""PROFILE section 3: keys (K1-K4, K6). K5 (discovery) is not implemented, see docs/decisions.md."""
+"""PROFILE section 3: keys (K1-K4, K6). K5 (discovery) is in tests/discovery."""
 
 from __future__ import annotations
 
