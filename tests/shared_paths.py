@@ -1,4 +1,4 @@
-"""Where the shared spec and the published v0 vectors live for tests.
+"""What tests take from the shared spec: where it and the v0 vectors live, and its fixed values.
 
 The workspace's ``../shared`` is the source of truth; the repository keeps
 byte-identical copies (``docs/spec/``, ``conformance/sep-2787-v0/``) so a
@@ -26,3 +26,19 @@ def v0_vectors() -> Path:
     """The published v0 bundle: the workspace's when present, else the repository copy."""
     shared = SHARED / "vectors" / "sep-2787-v0"
     return shared if shared.is_dir() else V0_COPY
+
+
+REASONS = frozenset(
+    {
+        "attestation_required",
+        "signature_invalid",
+        "key_unavailable",
+        "expired",
+        "server_mismatch",
+        "tool_mismatch",
+        "nonce_replay",
+        "args_commitment_mismatch",
+    }
+)
+"""The draft's eight reasons, written out here rather than read from ``Reason``
+so that a test compares the implementation against the spec, not itself."""

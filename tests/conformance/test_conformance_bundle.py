@@ -14,19 +14,10 @@ from mcp_attest.conformance.cases import CASES
 from mcp_attest.conformance.model import Case
 from mcp_attest.conformance.runner import run_v1
 from mcp_attest.keys import Keyring
+from shared_paths import REASONS
 
 ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "conformance" / "sep-2787" / "v1"
-REASONS = {
-    "attestation_required",
-    "signature_invalid",
-    "key_unavailable",
-    "expired",
-    "server_mismatch",
-    "tool_mismatch",
-    "nonce_replay",
-    "args_commitment_mismatch",
-}
 
 
 def _committed() -> dict[str, bytes]:

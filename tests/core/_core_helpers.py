@@ -30,19 +30,6 @@ NONCE = b64url_encode(bytes(range(32)))
 ARGS_DIGEST = b64url_encode(hashlib.sha256(canonicalize(ARGS)).digest())
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
-REASONS = frozenset(
-    {
-        "attestation_required",
-        "signature_invalid",
-        "key_unavailable",
-        "expired",
-        "server_mismatch",
-        "tool_mismatch",
-        "nonce_replay",
-        "args_commitment_mismatch",
-    }
-)
-
 
 def jcs_text(value: Any) -> str:
     return canonicalize(value).decode("utf-8")

@@ -20,7 +20,6 @@ from _core_helpers import (
     KID,
     NOW,
     OTHER_SERVER,
-    REASONS,
     SERVER,
     TOOL,
     Clock,
@@ -51,6 +50,7 @@ from mcp_attest import (
 )
 from mcp_attest.envelope import b64url_encode, signing_input
 from mcp_attest.transport import MAX_HEADER_CHARS
+from shared_paths import REASONS
 
 
 def _verify(verifier: Verifier, wire: Any, *, tool: str = TOOL, args: Any = None, **kw: Any) -> Any:
