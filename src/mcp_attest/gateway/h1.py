@@ -79,6 +79,7 @@ class LocalProtocolError(UpstreamHTTPError):
 
 
 _BAD_HEADER_BYTES = (b"\r", b"\n", b"\x00")
+MAX_BODY = 64 * 1024 * 1024  # one answer, as received; the stdio link's line limit
 _USER_AGENT = b"mcp-attest-gateway"
 
 
@@ -92,14 +93,18 @@ class H1Response:
         "_done",
         "_error",
         "_loop",
+        "_room",
         "_timeout",
         "_waiter",
         "headers",
         "status_code",
     )
 
-    def __init__(self, conn: _Connection, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+    def __init__(
+        self, conn: _Connection, loop: asyncio.AbstractEventLoop, timeout: float, max_body: int = MAX_BODY
+    ) -> None:
         self._conn: _Connection | None = conn
+        self._room = max_body
         self._loop = loop
         self._timeout = timeout
         self._chunks: deque[bytes] = deque()
@@ -117,17 +122,24 @@ class H1Response:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def _feed(self, data: bytes) -> None:
+    def _feed(self, data: bytes) -> bool:
+        """Take one piece of the body; False once it (decoded) outgrows the limit."""
         if self._decoder is not None:
             try:
-                data = self._decoder.decompress(data)
+                data = self._decoder.decompress(data, self._room + 1)  # bounded: no inflating a bomb
             except zlib.error as exc:
                 self._fail(RemoteProtocolError(f"cannot decode response body: {exc}"))
-                return
+                return True
+            if self._decoder.unconsumed_tail:
+                return False
             if not data:
-                return
+                return True
+        self._room -= len(data)
+        if self._room < 0:
+            return False
         self._chunks.append(data)
         self._wake()
+        return True
 
     def _finish(self) -> None:
         if self._decoder is not None:
@@ -202,6 +214,7 @@ class _Connection(asyncio.Protocol):
         self._parser: httptools.HttpResponseParser | None = None
         self._keep_alive = False
         self._complete = False
+        self._until_close = False
         self._headers: list[tuple[str, str]] = []
 
     # -- asyncio.Protocol -----------------------------------------------------------
@@ -216,7 +229,9 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self.response._fail(RemoteProtocolError(f"malformed HTTP response: {exc}"))
+            cause = exc.__context__
+            error = cause if isinstance(cause, RemoteProtocolError) else exc
+            self.response._fail(RemoteProtocolError(f"malformed HTTP response: {error}"))
             self.abort()
 
     def eof_received(self) -> bool | None:
@@ -226,7 +241,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         response = self.response
         if response is not None and not self._complete:
-            if response.status_code and not self._keep_alive and exc is None:
+            if response.status_code and self._until_close and exc is None:
                 response._finish()  # a body delimited by the end of the connection
                 self._complete = True
             else:
@@ -235,17 +250,26 @@ class _Connection(asyncio.Protocol):
 
     # -- httptools callbacks --------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:  # a second response to one request (split or smuggled): out of step
+            raise RemoteProtocolError("more than one response to one request")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name.decode("latin-1").lower(), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         response, parser = self.response, self._parser
         assert response is not None and parser is not None
+        if 100 <= parser.get_status_code() < 200:  # interim (103 Early Hints): the answer follows
+            return
         headers: dict[str, str] = {}
         for name, value in self._headers:
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
         response.headers = headers
         self._keep_alive = parser.should_keep_alive()
+        self._until_close = (
+            "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", "").lower()
+        )
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding in ("gzip", "x-gzip"):
             response._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
@@ -258,10 +282,14 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         assert self.response is not None
-        self.response._feed(body)
+        if not self.response._feed(body):
+            raise RemoteProtocolError(f"response body over {self.pool.max_body} bytes")
 
     def on_message_complete(self) -> None:
         assert self.response is not None
+        if not self.response.status_code:  # the end of an interim response
+            self._headers = []
+            return
         self._complete = True
         self.response._finish()
 
@@ -274,6 +302,7 @@ class _Connection(asyncio.Protocol):
         self._headers = []
         self._complete = False
         self._keep_alive = False
+        self._until_close = False
         self.transport.write(request)
 
     def release(self, *, reusable: bool) -> None:
@@ -303,8 +332,10 @@ class H1Pool:
         max_connections: int = 256,
         max_idle: int = 64,
         keepalive_expiry: float = 4.0,
+        max_body: int = MAX_BODY,
     ) -> None:
         self.timeout = timeout
+        self.max_body = max_body
         self.max_idle = max_idle
         self.keepalive_expiry = keepalive_expiry
         self._slots = asyncio.Semaphore(max_connections)
@@ -332,7 +363,7 @@ class H1Pool:
         except BaseException:
             self._release_slot()
             raise
-        response = H1Response(conn, asyncio.get_running_loop(), self.timeout)
+        response = H1Response(conn, asyncio.get_running_loop(), self.timeout, self.max_body)
         try:
             conn.start(head + body, response)
         except (OSError, RuntimeError) as exc:

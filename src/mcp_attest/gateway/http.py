@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from mcp_attest import HEADER_NAME
 from mcp_attest.gateway.app import Gateway
 from mcp_attest.gateway.jsonrpc import (
     INVALID_REQUEST,
@@ -33,6 +34,7 @@ from mcp_attest.gateway.jsonrpc import (
     error_response,
     is_request,
     is_response,
+    reencodable,
 )
 from mcp_attest.gateway.policy import Route
 from mcp_attest.gateway.session import GatewaySession
@@ -47,6 +49,7 @@ _KEEPALIVE = 15.0
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _OWN_PATHS = frozenset({"/healthz", "/metrics"})
 _SESSION_RAW = _SESSION.encode()
+_ATTESTATION = HEADER_NAME.lower()
 _JSON_TYPE = (b"content-type", b"application/json")
 
 
@@ -198,6 +201,9 @@ class HttpListener:
             return _rpc_error(400, PARSE_ERROR, "body is not JSON")
         if isinstance(message, list):
             return _rpc_error(400, INVALID_REQUEST, "JSON-RPC batches are not supported")
+        if not reencodable(message):
+            metrics.error("http_invalid")
+            return _rpc_error(400, INVALID_REQUEST, "JSON nested too deeply")
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             metrics.error("http_invalid")
             return _rpc_error(400, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
@@ -231,11 +237,15 @@ class HttpListener:
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         # Header names arrive lower-cased; checks read the first of a repeated header (as
-        # Starlette's ``headers.get`` did), the session sees the last (as its dict did).
+        # Starlette's ``headers.get`` did), the session sees the last (as its dict did),
+        # except a repeated X-MCP-Attestation: joined with "," as the SDK guard reads
+        # Starlette headers, so the verifier rejects it (V11) instead of judging one copy.
         headers: dict[str, str] = {}
         first: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+            if name == _ATTESTATION and name in headers:
+                value = f"{headers[name]},{value}"
             headers[name] = value
             first.setdefault(name, value)
         if not self._origin_ok(first.get("origin")):

@@ -25,6 +25,7 @@ __all__ = [
     "is_notification",
     "is_request",
     "is_response",
+    "reencodable",
 ]
 
 Message = dict[str, Any]
@@ -67,3 +68,18 @@ def gateway_error_result(reason: str, detail: str) -> Message:
 
 def dumps(message: Message) -> bytes:
     return orjson.dumps(message)
+
+
+def reencodable(message: Any) -> bool:
+    """Whether the gateway can write ``message`` out again.
+
+    orjson reads JSON nested up to 1024 levels but writes only up to 254 (and
+    the verifier's own ``json`` recursion gives out near 1000), so a deeper
+    message could be parsed and then neither verified nor forwarded: it is
+    refused on arrival instead of failing half-way through.
+    """
+    try:
+        orjson.dumps(message)
+    except orjson.JSONEncodeError:
+        return False
+    return True

@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 
 from mcp_attest.gateway.app import Gateway
-from mcp_attest.gateway.jsonrpc import PARSE_ERROR, Message, dumps, error_response
+from mcp_attest.gateway.jsonrpc import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    Message,
+    dumps,
+    error_response,
+    reencodable,
+)
 
 __all__ = ["serve_stdio"]
 
@@ -52,6 +59,12 @@ async def serve_stdio(gateway: Gateway) -> None:
             except orjson.JSONDecodeError:
                 gateway.metrics.error("stdio_parse")
                 await sink(error_response(None, PARSE_ERROR, "line is not JSON"), ())
+                continue
+            if not reencodable(message):
+                gateway.metrics.error("stdio_invalid")
+                request_id = message.get("id") if isinstance(message, dict) else None
+                request_id = request_id if isinstance(request_id, str | int) else None
+                await sink(error_response(request_id, INVALID_REQUEST, "JSON nested too deeply"), ())
                 continue
             await session.from_client(message, {})
     finally:

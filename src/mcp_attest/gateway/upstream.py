@@ -24,7 +24,7 @@ import httpx
 import orjson
 
 from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.h1 import H1Pool, UpstreamHTTPError
+from mcp_attest.gateway.h1 import MAX_BODY, H1Pool, RemoteProtocolError, UpstreamHTTPError
 from mcp_attest.gateway.jsonrpc import (
     INTERNAL_ERROR,
     UPSTREAM_TIMEOUT,
@@ -294,10 +294,11 @@ class HttpLink:
         async with self.client.stream(
             "POST", self.url, content=dumps(message), headers=self._headers(extra)
         ) as resp:
+            chunks = _capped(resp.aiter_bytes(), MAX_BODY)
             if self._answered(resp.headers, resp.status_code):
-                await self._read_sse(resp.aiter_bytes(), related)
+                await self._read_sse(chunks, related)
                 return
-            body = await resp.aread()
+            body = b"".join([chunk async for chunk in chunks])
             if resp.status_code == 202 or (not body and resp.status_code < 300):
                 return
             await self._deliver_body(body, resp.status_code, request_id)
@@ -411,6 +412,15 @@ def _fast_target(url: str, pool: H1Pool | None) -> tuple[H1Pool, str, int, str] 
         return None
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return pool, parts.hostname, port, target
+
+
+async def _capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """The body as it arrives, until it (decoded) outgrows ``limit``: the lean client's cap, for httpx."""
+    async for chunk in chunks:
+        limit -= len(chunk)
+        if limit < 0:
+            raise RemoteProtocolError("response body too large")
+        yield chunk
 
 
 async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
