@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
-from mcp_attest import InMemoryReplayStore, StoreUnavailable
+from mcp_attest import InMemoryReplayStore, Keyring, Reason, StoreUnavailable, Verifier, generate_key
 from mcp_attest.algorithms import HS256Key, KeyMaterialError
+from mcp_attest.mcp import AttestationGuard
 
 
 @pytest.mark.parametrize("prefix", [b"{", b" {", b"\n-"])
@@ -45,3 +47,13 @@ def test_regression_full_in_memory_store_fails_fast_without_rescanning(
     assert scans == []
     monkeypatch.undo()
     assert store.claim(b"\xfe" * 32, 3000.0, 1001.0)  # the first keys expired: room again
+
+
+def test_regression_guard_deeply_nested_non_object_attestation_is_a_rejection() -> None:
+    """A list nested past Python's recursion limit in _meta.attestation escaped the guard."""
+    nested: list[object] = []
+    for _ in range(5000):
+        nested = [nested]
+    guard = AttestationGuard(Verifier(Keyring().with_key("i", generate_key("HS256", "k")), "sha256:x"))
+    verdict = anyio.run(guard.check, "t", {}, {"attestation": nested})
+    assert (verdict.reason, verdict.detail) == (Reason.SIGNATURE_INVALID, "malformed.not_object")

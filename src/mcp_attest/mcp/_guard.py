@@ -134,7 +134,7 @@ def _envelope_from_meta(meta: Mapping[str, Any] | None) -> bytes | Mapping[str, 
         return value
     try:
         return json.dumps(value, allow_nan=False).encode()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):  # unserializable or nested past the stack
         return b"null"
 
 
