@@ -199,6 +199,10 @@ class Upstream:
                 + b"%x\r\n%s\r\n" % (len(echo), echo)
             )
             return False
+        if tool == "deep":  # nested past what the gateway can write back out
+            nested = b"[" * 1000 + b"]" * 1000
+            conn.sendall(_json(b'{"jsonrpc":"2.0","id":%d,"result":{"content":[],"x":%s}}' % (rid, nested)))
+            return True
         if tool == "big":
             pad = b" " * (BIG_RESPONSE - len(echo))
             conn.sendall(_json(echo[:-1] + pad + b"}"))
@@ -515,6 +519,16 @@ def test_regression_oversized_upstream_response_is_an_error(
     assert time.monotonic() - started < 20
     _ok(client, issuer, "after-big")
     _ok(other, issuer, "other-after-big")
+
+
+def test_regression_upstream_answer_nested_too_deep_is_an_error_not_a_server_error(
+    gateway: str, upstream: Upstream, issuer: Issuer
+) -> None:
+    client, other = Client(gateway), Client(gateway)
+    reply = client.call("deep", {}, _signed(issuer, "deep", {}))  # asserts HTTP 200, not 500
+    assert "error" in reply and "result" not in reply, str(reply)[:300]
+    _ok(client, issuer, "after-deep")
+    _ok(other, issuer, "other-after-deep")
 
 
 # -- regressions in the lean HTTP/1.1 client ----------------------------------------------------------

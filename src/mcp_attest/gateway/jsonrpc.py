@@ -83,3 +83,17 @@ def reencodable(message: Any) -> bool:
     except orjson.JSONEncodeError:
         return False
     return True
+
+
+def parse_message(data: bytes | str) -> Any:
+    """An upstream message, or ``None`` when it is not JSON or too deep to forward.
+
+    The same ``reencodable`` rule the listeners apply to clients: a hostile
+    upstream's 1000-level answer would otherwise fail when it is written
+    back out, turning one bad answer into a server error or a dead session.
+    """
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if reencodable(parsed) else None

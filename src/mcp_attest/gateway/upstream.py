@@ -21,7 +21,6 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-import orjson
 
 from mcp_attest.gateway.config import UpstreamConfig
 from mcp_attest.gateway.h1 import MAX_BODY, H1Pool, RemoteProtocolError, UpstreamHTTPError
@@ -34,6 +33,7 @@ from mcp_attest.gateway.jsonrpc import (
     error_response,
     is_request,
     is_response,
+    parse_message,
 )
 from mcp_attest.gateway.metrics import Metrics
 
@@ -152,11 +152,7 @@ class StdioLink:
                 break
             if not line.strip():
                 continue
-            try:
-                parsed = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                parsed = None
-            await self.on_message(parsed, ())
+            await self.on_message(parse_message(line), ())
         return await proc.wait()
 
     async def send(self, message: Message, headers: Mapping[str, str], request_id: int | None) -> None:
@@ -306,10 +302,7 @@ class HttpLink:
     async def _deliver_body(self, body: bytes, status: int, request_id: int | None) -> None:
         """A JSON answer; a JSON-RPC error about no particular id is about this request."""
         related = () if request_id is None else (request_id,)
-        try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            parsed = None
+        parsed = parse_message(body)
         if status >= 400 and request_id is not None:
             if (
                 isinstance(parsed, dict)
@@ -344,13 +337,11 @@ class HttpLink:
                 text, data = b"\n".join(data), []
                 if not text.strip():
                     continue  # a priming event (id only, for resumption) carries no message
-                try:
-                    item = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    try:  # what a text decoder would have made of invalid UTF-8
-                        item = orjson.loads(text.decode("utf-8", "replace"))
-                    except orjson.JSONDecodeError:
-                        item = {"id": related[0], "malformed": True} if related else None
+                item = parse_message(text)
+                if item is None:  # what a text decoder would have made of invalid UTF-8
+                    item = parse_message(text.decode("utf-8", "replace"))
+                if item is None:
+                    item = {"id": related[0], "malformed": True} if related else None
                 self._note_version(item)
                 await self.on_message(item, related)
 
