@@ -384,15 +384,10 @@ def test_garbage_on_http_listener(
 # -- upstream faults: crash, hang, malformed; pinning ----------------------------------------------
 
 
-def _flaky(tmp_path: Path) -> tuple[str, Path, Path]:
+def _flaky_gateway(hs_keys: Path, tmp_path: Path, http_gateway: Any, *flags: Any) -> tuple[Any, Path, Path]:
+    """A verify-mode gateway over the faulty stdio server, its call log and its tool description."""
     calls, description = tmp_path / "flaky-calls.log", tmp_path / "description.txt"
     command = f"env FLAKY_LOG={calls} FLAKY_DESCRIPTION={description} {PY} {HERE / 'flaky_server.py'}"
-    return command, calls, description
-
-
-def test_upstream_crash_hang_and_malformed(hs_keys: Path, tmp_path: Path, http_gateway: Any) -> None:
-    command, calls, _ = _flaky(tmp_path)
-    fp = server_fingerprint("flaky", "")
     gw = http_gateway(
         "--keys",
         hs_keys,
@@ -400,11 +395,16 @@ def test_upstream_crash_hang_and_malformed(hs_keys: Path, tmp_path: Path, http_g
         command,
         "--name",
         "flaky",
-        "--timeout",
-        "1",
+        *flags,
         "--state-dir",
         tmp_path / "state",
     )
+    return gw, calls, description
+
+
+def test_upstream_crash_hang_and_malformed(hs_keys: Path, tmp_path: Path, http_gateway: Any) -> None:
+    gw, calls, _ = _flaky_gateway(hs_keys, tmp_path, http_gateway, "--timeout", "1")
+    fp = server_fingerprint("flaky", "")
     issuer = _issuer(hs_keys)
     raw, other = Raw(gw.url + "/mcp"), Raw(gw.url + "/mcp")
     raw.open()
@@ -440,19 +440,8 @@ def test_upstream_crash_hang_and_malformed(hs_keys: Path, tmp_path: Path, http_g
 
 
 def test_tool_pinning_refuses_changed_definition(hs_keys: Path, tmp_path: Path, http_gateway: Any) -> None:
-    command, calls, description = _flaky(tmp_path)
+    gw, calls, description = _flaky_gateway(hs_keys, tmp_path, http_gateway, "--pin-tools")
     fp = server_fingerprint("flaky", "")
-    gw = http_gateway(
-        "--keys",
-        hs_keys,
-        "--upstream-cmd",
-        command,
-        "--name",
-        "flaky",
-        "--pin-tools",
-        "--state-dir",
-        tmp_path / "state",
-    )
     issuer = _issuer(hs_keys)
     raw = Raw(gw.url + "/mcp")
     raw.open()
