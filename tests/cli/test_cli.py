@@ -47,29 +47,13 @@ def args_file(tmp_path: Path) -> Path:
     return p
 
 
+def _sign_argv(sign: Path, args: Path, *, iss: str = "agent://t") -> list[str]:
+    return ["sign", "--keys", str(sign), "--iss", iss, "--sub", "user:a", "--intent", "tidy up",
+            "--tool", "delete", "--args", str(args), "--server", SERVER]  # fmt: skip
+
+
 def _sign(capsys: pytest.CaptureFixture[str], sign: Path, args: Path, *extra: str) -> str:
-    code = main(
-        [
-            "sign",
-            "--keys",
-            str(sign),
-            "--iss",
-            "agent://t",
-            "--sub",
-            "user:a",
-            "--intent",
-            "tidy up",
-            "--tool",
-            "delete",
-            "--args",
-            str(args),
-            "--server",
-            SERVER,
-            "--now",
-            NOW,
-            *extra,
-        ]
-    )
+    code = main([*_sign_argv(sign, args), "--now", NOW, *extra])
     out = capsys.readouterr().out
     assert code == 0, out
     return out
@@ -354,25 +338,7 @@ def test_sign_uncanonicalizable_arguments_exit_1_nothing_on_stdout(
     sign, _ = ring
     bad = tmp_path / "bad.json"
     bad.write_text('{"a": 1, "a": 2}')
-    code = main(
-        [
-            "sign",
-            "--keys",
-            str(sign),
-            "--iss",
-            "agent://t",
-            "--sub",
-            "s",
-            "--intent",
-            "i",
-            "--tool",
-            "t",
-            "--args",
-            str(bad),
-            "--server",
-            SERVER,
-        ]
-    )
+    code = main(_sign_argv(sign, bad))
     captured = capsys.readouterr()
     assert code == 1 and captured.out == "" and "args.not_canonicalizable" in captured.err
 
@@ -381,25 +347,7 @@ def test_sign_unknown_issuer_is_usage_error(
     ring: tuple[Path, Path], args_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sign, _ = ring
-    code = main(
-        [
-            "sign",
-            "--keys",
-            str(sign),
-            "--iss",
-            "nobody",
-            "--sub",
-            "s",
-            "--intent",
-            "i",
-            "--tool",
-            "t",
-            "--args",
-            str(args_file),
-            "--server",
-            SERVER,
-        ]
-    )
+    code = main(_sign_argv(sign, args_file, iss="nobody"))
     assert code == 2 and "no keys for issuer" in capsys.readouterr().err
 
 
