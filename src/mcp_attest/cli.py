@@ -293,7 +293,7 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--now")
     p.add_argument("--skew", type=int, default=30)
     p.add_argument("--max-ttl", type=int, default=DEFAULT_MAX_TTL)
-    p.add_argument("--args-binding", choices=("spec", "strict"), default="spec")
+    p.add_argument("--args-binding", choices=("spec", "strict"), default="strict")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--replay-db")
     store.add_argument("--replay", choices=("memory",))
