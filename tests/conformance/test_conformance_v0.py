@@ -93,7 +93,9 @@ def _projection(value: Any) -> dict[str, str]:
 Binding = Literal["spec", "strict"]
 
 
-def _verify(envelope: Any, arguments: Any = ARGS, args_binding: Binding = "strict", **kw: Any) -> dict[str, Any]:
+def _verify(
+    envelope: Any, arguments: Any = ARGS, args_binding: Binding = "strict", **kw: Any
+) -> dict[str, Any]:
     policy = VerifierPolicy(args_binding=args_binding)
     verifier = v0_verifier(RING, SERVER, clock=lambda: NOW, policy=policy)
     return verifier.verify(envelope, tool="delete_file", arguments=arguments, **kw).to_dict()

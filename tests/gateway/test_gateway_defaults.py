@@ -14,7 +14,8 @@ def _config(tmp_path: Path, verify_table: str) -> Path:
     Keyring().with_key("agent://planner", generate_key("ES256", "k1")).save(keys, private=False)
     config = tmp_path / "gateway.toml"
     config.write_text(
-        f'mode = "verify"\n[listen]\nhttp = "127.0.0.1:8787"\n[verify]\nkeys = "verify.json"\n{verify_table}\n'
+        'mode = "verify"\n[listen]\nhttp = "127.0.0.1:8787"\n'
+        f'[verify]\nkeys = "verify.json"\n{verify_table}\n'
         '[[upstream]]\nname = "u"\nurl = "http://127.0.0.1:9/mcp"\nserver_name = "u"\nserver_id = "1"\n'
     )
     return config
