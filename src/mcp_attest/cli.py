@@ -253,11 +253,11 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
     check = verify_receipt(receipt, ring, result=result, attestation_id=args.attestation_id)
     if args.json:
         sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
-    elif check.valid:
+    elif check.accepted:
         print(_colour("VALID", "32") + " receipt")
     else:
         print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
-    return EXIT_OK if check.valid else EXIT_NO
+    return EXIT_OK if check.accepted else EXIT_NO
 
 
 # -- wiring --------------------------------------------------------------------
