@@ -20,6 +20,8 @@ from typing import Any, NoReturn
 
 import orjson
 
+from mcp_attest.errors import Error
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_ENVELOPE_BYTES",
@@ -43,7 +45,7 @@ _SORT = orjson.OPT_SORT_KEYS
 _CONTAINERS = (dict, list)
 
 
-class CanonicalizationError(ValueError):
+class CanonicalizationError(Error, ValueError):
     """A document the strict reader or the JCS writer refuses.
 
     ``detail`` is the stable code that ends up in a verdict; the message is

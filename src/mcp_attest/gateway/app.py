@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from mcp_attest import Keyring, KeyringError, StoreUnavailable
+from mcp_attest import Keyring, KeyringError, StoreUnavailableError
 from mcp_attest.audit.record import AuditError
 from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
@@ -47,7 +47,7 @@ def open_replay(config: GatewayConfig) -> ReplayStore:
         url = f"sqlite:{url}"
     try:
         return open_replay_store(url)
-    except (StoreUnavailable, ValueError) as exc:
+    except (StoreUnavailableError, ValueError) as exc:
         raise ConfigError(f"replay store: {exc}") from None
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.fingerprint import server_fingerprint
 
 __all__ = ["ConfigError", "GatewayConfig", "IssueConfig", "UpstreamConfig", "VerifyConfig", "load_config"]
@@ -23,7 +24,7 @@ _T = TypeVar("_T")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """A configuration the gateway refuses to start with; always exit 2."""
 
 
