@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -37,6 +38,11 @@ __all__ = [
 MAX_ENVELOPE_BYTES = 64 * 1024
 MAX_DEPTH = 64
 MAX_SAFE_INTEGER = 2**53 - 1
+# Digit counts beyond which an integer token cannot be what its reader
+# needs, decided before int() so no token reaches Python's int-string
+# conversion limit (4300 digits, a ValueError) or float()'s OverflowError.
+_SAFE_INTEGER_DIGITS = len(str(MAX_SAFE_INTEGER))
+_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
 _BOM = b"\xef\xbb\xbf"
 _SORT = orjson.OPT_SORT_KEYS
 # Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
@@ -127,18 +133,31 @@ def proven_clean(value: Any, depth: int = 1) -> bool:
     return False
 
 
+def _shown(token: str) -> str:
+    """A number token as an error message quotes it: one short line whatever its length."""
+    if len(token) <= 40:
+        return repr(token)
+    return f"'{token[:20]}...' ({len(token)} characters)"
+
+
+def _digits(token: str) -> int:
+    return len(token) - token.startswith("-")
+
+
 def _reject_float(token: str) -> NoReturn:
     if token.startswith("-") and float(token) == 0.0:
-        _fail("malformed.negative_zero", f"negative zero {token!r}")
-    _fail("malformed.float", f"non-integer number {token!r} in envelope")
+        _fail("malformed.negative_zero", f"negative zero {_shown(token)}")
+    _fail("malformed.float", f"non-integer number {_shown(token)} in envelope")
 
 
 def _envelope_int(token: str) -> int:
+    if _digits(token) > _SAFE_INTEGER_DIGITS:
+        _fail("malformed.int_range", f"integer {_shown(token)} outside +-(2^53-1)")
     value = int(token)
     if value == 0 and token.startswith("-"):
-        _fail("malformed.negative_zero", f"negative zero {token!r}")
+        _fail("malformed.negative_zero", f"negative zero {_shown(token)}")
     if abs(value) > MAX_SAFE_INTEGER:
-        _fail("malformed.int_range", f"integer {token} outside +-(2^53-1)")
+        _fail("malformed.int_range", f"integer {_shown(token)} outside +-(2^53-1)")
     return value
 
 
@@ -226,7 +245,7 @@ def _check_value(value: Any, depth: int) -> None:
         _require_scalar_values(value, "malformed")
     elif t is int:
         if abs(value) > MAX_SAFE_INTEGER:
-            _fail("malformed.int_range", f"integer {value} outside +-(2^53-1)")
+            _fail("malformed.int_range", f"integer of {value.bit_length()} bits outside +-(2^53-1)")
     elif t is float:
         if value == 0.0 and math.copysign(1.0, value) < 0:
             _fail("malformed.negative_zero", "negative zero")
@@ -247,21 +266,26 @@ _ARGS = "args.not_canonicalizable"
 def _args_float(token: str) -> float:
     value = float(token)
     if math.isinf(value):
-        _fail(_ARGS, f"number {token!r} overflows to infinity")
+        _fail(_ARGS, f"number {_shown(token)} overflows to infinity")
     if value == 0.0 and math.copysign(1.0, value) < 0:
-        _fail(_ARGS, f"number {token!r} is negative zero")
+        _fail(_ARGS, f"number {_shown(token)} is negative zero")
     return value
 
 
 def _args_int(token: str) -> int | float:
+    if _digits(token) > _DOUBLE_DIGITS:
+        _fail(_ARGS, f"integer {_shown(token)} overflows a double")
     value = int(token)
     if value == 0 and token.startswith("-"):
         _fail(_ARGS, "number '-0' is negative zero")
     if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return value
-    as_double = float(value)
+    try:
+        as_double = float(value)
+    except OverflowError:
+        _fail(_ARGS, f"integer {_shown(token)} overflows a double")
     if _format_number(as_double) != token:
-        _fail(_ARGS, f"integer {token} is not exactly representable as a double")
+        _fail(_ARGS, f"integer {_shown(token)} is not exactly representable as a double")
     return as_double
 
 
@@ -476,13 +500,13 @@ def _format_int(value: int) -> str:
     """Integers are doubles in JCS: accept one only if it survives the round trip."""
     if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return str(value)
-    token = str(value)
-    try:
+    try:  # before str(): an int too long for a double may be too long for str() too
         as_double = float(value)
     except OverflowError:
-        _fail("canonical.int_range", f"integer {token} overflows a double")
+        _fail("canonical.int_range", f"integer of {value.bit_length()} bits overflows a double")
+    token = str(value)
     if _format_number(as_double) != token:
-        _fail("canonical.int_range", f"integer {token} is not exactly representable as a double")
+        _fail("canonical.int_range", f"integer {_shown(token)} is not exactly representable as a double")
     return token
 
 
