@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 import orjson
 
+from mcp_attest.details import DETAILS
+
 __all__ = [
     "MAX_DEPTH",
     "MAX_ENVELOPE_BYTES",
@@ -62,6 +64,7 @@ class CanonicalizationError(ValueError):
 
 
 def _fail(detail: str, message: str) -> NoReturn:
+    assert detail in DETAILS, f"unregistered detail code {detail!r}"
     raise CanonicalizationError(detail, message)
 
 
@@ -185,32 +188,32 @@ def _slow_parse_envelope(data: bytes) -> dict[str, Any]:
     obj = _ENVELOPE_JSON.loads(text)
     if type(obj) is not dict:
         _fail("malformed.not_object", "envelope top level is not an object")
-    _check_strings_and_depth(obj, 1, "malformed")
+    _check_strings_and_depth(obj, 1, "malformed.depth", "malformed.surrogate")
     return obj
 
 
-def _check_strings_and_depth(value: Any, depth: int, prefix: str) -> None:
+def _check_strings_and_depth(value: Any, depth: int, depth_detail: str, surrogate_detail: str) -> None:
     """Refuse lone surrogates and excess depth, which ``json`` lets through."""
     if depth > MAX_DEPTH and type(value) in _CONTAINERS:
-        _fail(f"{prefix}.depth", f"nesting deeper than {MAX_DEPTH}")
+        _fail(depth_detail, f"nesting deeper than {MAX_DEPTH}")
     t = type(value)
     if t is str:
-        _require_scalar_values(value, prefix)
+        _require_scalar_values(value, surrogate_detail)
     elif t is dict:
         for k, v in value.items():
-            _require_scalar_values(k, prefix)
-            _check_strings_and_depth(v, depth + 1, prefix)
+            _require_scalar_values(k, surrogate_detail)
+            _check_strings_and_depth(v, depth + 1, depth_detail, surrogate_detail)
     elif t is list:
         for v in value:
-            _check_strings_and_depth(v, depth + 1, prefix)
+            _check_strings_and_depth(v, depth + 1, depth_detail, surrogate_detail)
 
 
-def _require_scalar_values(text: str, prefix: str) -> None:
+def _require_scalar_values(text: str, detail: str) -> None:
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            _fail(f"{prefix}.surrogate", "lone UTF-16 surrogate in a string")
+            _fail(detail, "lone UTF-16 surrogate in a string")
 
 
 def check_envelope_value(value: Any) -> dict[str, Any]:
@@ -236,13 +239,13 @@ def _check_value(value: Any, depth: int) -> None:
         for k, v in value.items():
             if type(k) is not str:
                 _fail("malformed.type", "object key is not a string")
-            _require_scalar_values(k, "malformed")
+            _require_scalar_values(k, "malformed.surrogate")
             _check_value(v, depth + 1)
     elif t is list:
         for v in value:
             _check_value(v, depth + 1)
     elif t is str:
-        _require_scalar_values(value, "malformed")
+        _require_scalar_values(value, "malformed.surrogate")
     elif t is int:
         if abs(value) > MAX_SAFE_INTEGER:
             _fail("malformed.int_range", f"integer of {value.bit_length()} bits outside +-(2^53-1)")
@@ -352,10 +355,7 @@ def parse_arguments(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             _fail("args.not_json", f"invalid UTF-8 at byte {exc.start}")
     value = _ARGS_JSON.loads(data)
-    try:
-        _check_strings_and_depth(value, 1, "args")
-    except CanonicalizationError as exc:
-        raise CanonicalizationError(_ARGS, str(exc)) from None
+    _check_strings_and_depth(value, 1, _ARGS, _ARGS)
     return value
 
 
@@ -442,7 +442,7 @@ _ESCAPES = {
 
 
 def _write_string(text: str, parts: list[str]) -> None:
-    _require_scalar_values(text, "canonical")
+    _require_scalar_values(text, "canonical.surrogate")
     out = ['"']
     for ch in text:
         if ch in _ESCAPES:

@@ -26,6 +26,7 @@ from mcp_attest.canonical import (
     parse_envelope_json,
     proven_clean,
 )
+from mcp_attest.details import DETAILS
 
 __all__ = [
     "DEFAULT_MAX_TTL",
@@ -75,6 +76,7 @@ class MalformedEnvelope(ValueError):  # noqa: N818 - reads as a state, like the 
 
 
 def _bad(detail: str, message: str) -> NoReturn:
+    assert detail in DETAILS, f"unregistered detail code {detail!r}"
     raise MalformedEnvelope(detail, message)
 
 
