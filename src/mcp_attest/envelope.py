@@ -26,6 +26,7 @@ from mcp_attest.canonical import (
     parse_envelope_json,
     proven_clean,
 )
+from mcp_attest.details import DETAILS
 from mcp_attest.errors import Error
 
 __all__ = [
@@ -76,6 +77,7 @@ class MalformedEnvelopeError(Error, ValueError):
 
 
 def _bad(detail: str, message: str) -> NoReturn:
+    assert detail in DETAILS, f"unregistered detail code {detail!r}"
     raise MalformedEnvelopeError(detail, message)
 
 

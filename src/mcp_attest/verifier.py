@@ -26,6 +26,7 @@ from mcp_attest.canonical import (
     parse_arguments,
     parse_envelope_json,
 )
+from mcp_attest.details import VERDICT_DETAILS
 from mcp_attest.envelope import (
     DEFAULT_MAX_TTL,
     Envelope,
@@ -429,6 +430,7 @@ class Verifier:
         forged envelope cannot write a chosen ``iss`` or ``sub`` into the
         audit trail.
         """
+        assert VERDICT_DETAILS[detail].reason is reason, f"{detail!r} is registered under another reason"
         logger.debug("attestation rejected: %s (%s)", reason.value, detail)
         ia = call.envelope.issuer_asserted if call.envelope is not None else None
         signed = ia is not None and call.key is not None and reason is not Reason.SIGNATURE_INVALID

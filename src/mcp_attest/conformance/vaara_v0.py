@@ -88,7 +88,7 @@ def hash_only_projection(projection: str) -> str | None:
     """
     try:
         obj = json.loads(projection)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a projection nested past the stack
         return None
     if not isinstance(obj, dict) or set(obj) != {"digest"}:
         return None

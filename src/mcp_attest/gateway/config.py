@@ -233,8 +233,8 @@ def _read(path: str | None) -> tuple[dict[str, Any], Path]:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, and tomllib's int and depth limits
+        raise ConfigError(f"config {path} is not valid TOML: {str(exc) or type(exc).__name__}") from None
     return doc, Path(path).resolve().parent
 
 

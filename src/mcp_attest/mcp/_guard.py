@@ -95,6 +95,7 @@ def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook
 
     return record
 
+
 _current: ContextVar[Verdict | None] = ContextVar("mcp_attest_verdict", default=None)
 
 

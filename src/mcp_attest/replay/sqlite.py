@@ -87,9 +87,11 @@ class SQLiteReplayStore:
     def is_claimed(self, key: bytes, now: float) -> bool:
         try:
             with self._lock:
-                row = self._connection().execute(
-                    "SELECT 1 FROM replay_claims WHERE key = ? AND expires_at > ?", (key, now)
-                ).fetchone()
+                row = (
+                    self._connection()
+                    .execute("SELECT 1 FROM replay_claims WHERE key = ? AND expires_at > ?", (key, now))
+                    .fetchone()
+                )
         except sqlite3.Error as exc:
             raise StoreUnavailableError(f"replay store {self.path}: {exc}") from None
         return row is not None
