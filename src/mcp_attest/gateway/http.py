@@ -35,6 +35,7 @@ from mcp_attest.gateway.jsonrpc import (
     is_request,
     is_response,
     reencodable,
+    valid_id,
 )
 from mcp_attest.gateway.policy import Route
 from mcp_attest.gateway.session import GatewaySession
@@ -177,7 +178,9 @@ class HttpListener:
             if not event.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _read_message(self, first: dict[str, str], receive: Receive) -> Message | Response:
+    async def _read_message(
+        self, first: dict[str, str], receive: Receive
+    ) -> tuple[Message, bytes] | Response:
         """The POSTed message, or the HTTP error that refuses it before any session is touched."""
         metrics = self.gateway.metrics
         ctype = first.get("content-type", "").partition(";")[0].strip().lower()
@@ -207,10 +210,9 @@ class HttpListener:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             metrics.error("http_invalid")
             return _rpc_error(400, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
-        request_id = message.get("id")
-        if "id" in message and (isinstance(request_id, bool) or not isinstance(request_id, str | int)):
+        if "id" in message and not valid_id(message["id"]):
             return _rpc_error(400, INVALID_REQUEST, "id must be a string or an integer")
-        return message
+        return message, body
 
     async def _downstream(
         self, message: Message, sid: str | None, route: Route
@@ -251,10 +253,11 @@ class HttpListener:
         if not self._origin_ok(first.get("origin")):
             await _rpc_error(403, INVALID_REQUEST, "origin not allowed")(scope, receive, send)
             return
-        message = await self._read_message(first, receive)
-        if isinstance(message, Response):
-            await message(scope, receive, send)
+        read = await self._read_message(first, receive)
+        if isinstance(read, Response):
+            await read(scope, receive, send)
             return
+        message, raw = read
         found = await self._downstream(message, headers.get(_SESSION), route)
         if isinstance(found, Response):
             await found(scope, receive, send)
@@ -264,14 +267,22 @@ class HttpListener:
         assert session is not None
         extra = [(_SESSION_RAW, sid.encode("latin-1"))] if sid else []
         if not is_request(message):
-            await session.from_client(message, headers)
-            await _send(send, 202, b"", extra)
+            refusal = await session.from_client(message, headers, raw)
+            if refusal is None:
+                await _send(send, 202, b"", extra)
+            else:
+                await _send(send, 400, orjson.dumps(refusal), [_JSON_TYPE, *extra])
             return
         request_id = message["id"]
+        if request_id in downstream.waiters:
+            self.gateway.metrics.error("client_duplicate_id")
+            why = "a request with this id is already in flight in this session"
+            await _rpc_error(409, INVALID_REQUEST, why, request_id)(scope, receive, send)
+            return
         queue: asyncio.Queue[Message] = asyncio.Queue()
         downstream.waiters[request_id] = queue
         try:
-            await session.from_client(message, headers)
+            await session.from_client(message, headers, raw)
             first_reply = await queue.get()
         except BaseException:
             downstream.waiters.pop(request_id, None)
