@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -76,6 +77,8 @@ class Channel:
         self._pending: dict[int, _Pending] = {}
         self._by_downstream: dict[tuple[int, Any], int] = {}
         self._replay = _Replay()
+        self._per_peer: Counter[int] = Counter()
+        self.closed = False
         link.on_message = self._on_message
         link.on_down = self._on_down
         link.on_up = self._on_up
@@ -84,12 +87,17 @@ class Channel:
         await self.link.start()
 
     async def close(self) -> None:
+        self.closed = True
         await self._on_down("closed")
         await self.link.close()
 
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    def pending_of(self, peer: Peer) -> int:
+        """Requests of ``peer`` forwarded and not yet answered."""
+        return self._per_peer[id(peer)]
 
     def in_flight(self, peer: Peer, downstream_id: Any) -> bool:
         """Whether ``peer`` already waits on a request with this id (a second would orphan it)."""
@@ -114,6 +122,7 @@ class Channel:
             pending.progress_token = meta["progressToken"]
             outgoing["params"] = {**message["params"], "_meta": {**meta, "progressToken": uid}}
         self._pending[uid] = pending
+        self._per_peer[id(peer)] += 1
         self._by_downstream[(id(peer), message["id"])] = uid
         if method == "initialize" and self.owner is not None:
             self._replay.initialize = outgoing
@@ -141,6 +150,9 @@ class Channel:
         if pending.timer is not None:
             pending.timer.cancel()
         self._by_downstream.pop((id(pending.peer), pending.downstream_id), None)
+        self._per_peer[id(pending.peer)] -= 1
+        if self._per_peer[id(pending.peer)] <= 0:
+            del self._per_peer[id(pending.peer)]
         return pending
 
     async def _answer(self, uid: int, message: Message) -> None:

@@ -18,6 +18,7 @@ from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
+    LIMIT_REACHED,
     Message,
     error_response,
     gateway_error_result,
@@ -101,6 +102,12 @@ class GatewaySession:
             return
         if self.channel.in_flight(self, message["id"]):
             await self._invalid(message, "a request with this id is already in flight")
+            return
+        limit = self.route.gateway.limits.max_in_flight
+        if self.channel.pending_of(self) >= limit:
+            self.route.metrics.refusal("in_flight")
+            why = f"more than {limit} requests in flight in this session"
+            await self._invalid(message, why, LIMIT_REACHED)
             return
         if method == "tools/call":
             started = time.perf_counter()
