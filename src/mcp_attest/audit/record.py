@@ -141,7 +141,10 @@ class RecordDraft:
         }
         args = {} if arguments is None else dict(arguments)
         try:
-            fields["argsDigest"] = b64url_encode(hashlib.sha256(canonicalize_arguments(args)).digest())
+            # None: the decision came before the arguments were judged (a gateway
+            # refusal, a verdict before V8); digesting them would be work for nothing.
+            digest = None if arguments is None else hashlib.sha256(canonicalize_arguments(args)).digest()
+            fields["argsDigest"] = None if digest is None else b64url_encode(digest)
         except CanonicalizationError as exc:
             # The verifier refused these arguments for the same reason (C3);
             # the record says so instead of inventing a digest.

@@ -17,7 +17,15 @@ from typing import Any, Literal, TypeVar
 from mcp_attest.errors import ConfigurationError
 from mcp_attest.fingerprint import server_fingerprint
 
-__all__ = ["ConfigError", "GatewayConfig", "IssueConfig", "UpstreamConfig", "VerifyConfig", "load_config"]
+__all__ = [
+    "ConfigError",
+    "GatewayConfig",
+    "IssueConfig",
+    "LimitsConfig",
+    "UpstreamConfig",
+    "VerifyConfig",
+    "load_config",
+]
 
 Mode = Literal["verify", "issue"]
 _T = TypeVar("_T")
@@ -70,6 +78,33 @@ class IssueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """What one client may hold: sessions, upstream processes, requests in flight.
+
+    Sized for a few desktop agents per gateway; every stdio session costs a
+    process (tens of MB), so the totals are what bounds memory.
+    """
+
+    max_sessions: int = 64
+    max_sessions_per_client: int = 16
+    max_stdio_children: int = 32
+    idle_timeout: float = 5.0  # minutes
+    max_in_flight: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ListenLimits:
+    """What one HTTP connection may hold: header bytes, time, and how many per address."""
+
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 512
+    max_connections_per_client: int = 128
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mode: Mode
     upstreams: tuple[UpstreamConfig, ...]
@@ -86,6 +121,8 @@ class GatewayConfig:
     audit: str | None = None
     pinning: bool = False
     log_level: str = "WARNING"
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    connections: ListenLimits = field(default_factory=ListenLimits)
 
     def upstream(self, name: str | None) -> UpstreamConfig:
         """The named upstream, or the first one when ``name`` is None."""
@@ -282,8 +319,22 @@ def _signing(doc: dict[str, Any], o: dict[str, Any], base: Path) -> tuple[Mode, 
     return mode, verify, issue
 
 
+def _bounds(default: _T, table: dict[str, Any], o: dict[str, Any], where: str) -> _T:
+    """A limits table from the file, flags on top; every limit is a positive number."""
+    known = {f.name for f in fields(default)}  # type: ignore[arg-type]
+    values = _typed(default, table, where)
+    values = replace(values, **{k: v for k, v in o.items() if k in known and v is not None})  # type: ignore[type-var]
+    for name in sorted(known):
+        value = getattr(values, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where} {name} must be a positive number")
+    return values
+
+
 def _listen(doc: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
     listen = _section(doc, "listen")
+    limits = {f.name for f in fields(ListenLimits)}
+    connections = {k: listen.pop(k) for k in list(listen) if k in limits}
     _check_keys(listen, {"stdio", "stdio_upstream", "http", "path", "max_body_bytes"}, "[listen]")
     http = o.get("http", listen.get("http"))
     host, port = None, 8787
@@ -310,6 +361,7 @@ def _listen(doc: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
         "http_port": port,
         "http_path": http_path,
         "max_body_bytes": max_body,
+        "connections": _bounds(ListenLimits(), connections, o, "[listen]"),
     }
 
 
@@ -323,7 +375,7 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
     doc, base = _read(path)
     o = overrides or {}
     top = {"mode", "state_dir", "log_level", "listen", "verify", "issue", "upstream", "replay", "audit"}
-    _check_keys(doc, top | {"pinning"}, "config")
+    _check_keys(doc, top | {"pinning", "limits"}, "config")
     mode, verify, issue = _signing(doc, o, base)
     state_dir = _resolve(o.get("state_dir") or doc.get("state_dir") or ".mcp-attest-gateway", base)
     assert state_dir is not None
@@ -337,6 +389,7 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
         audit=o.get("audit") or doc.get("audit"),
         pinning=bool(o.get("pinning") or doc.get("pinning", False)),
         log_level=str(o.get("log_level") or doc.get("log_level", "WARNING")).upper(),
+        limits=_bounds(LimitsConfig(), _section(doc, "limits"), o, "[limits]"),
         **_listen(doc, o),
     )
     if config.stdio_upstream is not None:
