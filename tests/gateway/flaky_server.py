@@ -4,14 +4,19 @@ Tools: ``ok`` answers; ``crash`` exits mid-call; ``hang`` never answers;
 ``garbage`` answers with a JSON object that is not JSON-RPC. The ``ok``
 tool's description comes from the file named by ``FLAKY_DESCRIPTION`` when
 it exists, so a test can change a tool definition under the gateway.
-Every tools/call received is appended to ``FLAKY_LOG``.
+Every tools/call received is appended to ``FLAKY_LOG``. For lifecycle
+tests: its pid is appended to ``FLAKY_PIDFILE``; after stdin ends it lingers
+``FLAKY_EXIT_DELAY`` seconds, and ``FLAKY_IGNORE_TERM=1`` makes it ignore
+SIGTERM (a slow-to-exit server).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import time
 
 
 def _description() -> str:
@@ -28,6 +33,16 @@ def _reply(request_id: object, result: object) -> None:
 
 
 def main() -> None:
+    if os.environ.get("FLAKY_PIDFILE"):
+        with open(os.environ["FLAKY_PIDFILE"], "a") as pids:
+            pids.write(f"{os.getpid()}\n")
+    if os.environ.get("FLAKY_IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    serve()
+    time.sleep(float(os.environ.get("FLAKY_EXIT_DELAY", "0")))
+
+
+def serve() -> None:
     for line in sys.stdin:
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")

@@ -14,6 +14,7 @@ import importlib.util
 import logging
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -23,6 +24,8 @@ import uvicorn
 from mcp_attest.gateway.app import Gateway
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_attest.gateway.http import HttpListener
+from mcp_attest.gateway.logs import announce
+from mcp_attest.gateway.logs import configure as configure_logging
 from mcp_attest.gateway.stdio import serve_stdio
 
 __all__ = ["main"]
@@ -41,8 +44,10 @@ def _parser() -> _Parser:
     p = _Parser(
         prog="mcp-attest gateway", description="Verify or add tool-call attestations in front of MCP servers."
     )
-    p.add_argument("--config", help="TOML config file")
-    p.add_argument("--mode", choices=("verify", "issue"))
+    p.add_argument("--config", help="TOML config file (flags override it)")
+    p.add_argument(
+        "--mode", choices=("verify", "issue"), help="verify attestations (default) or add them"
+    )
     p.add_argument("--stdio", action="store_true", default=None, help="serve one client on stdin/stdout")
     p.add_argument("--stdio-upstream", help="upstream the stdio client talks to (default: the first)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP (e.g. 127.0.0.1:8787)")
@@ -60,7 +65,11 @@ def _parser() -> _Parser:
     p.add_argument(
         "--intent", dest="default_intent", help="default intent when no X-MCP-Intent header is sent"
     )
-    p.add_argument("--state-dir", help="directory for the replay store, audit log and pins")
+    p.add_argument(
+        "--state-dir",
+        help="directory for the replay store, audit log and pins "
+        "(default: $XDG_STATE_HOME/mcp-attest/GATEWAY-NAME)",
+    )
     p.add_argument("--replay", help="replay store: 'memory', a SQLite path, or a store URL")
     p.add_argument("--audit", help="audit sink URL, or 'none'")
     p.add_argument(
@@ -70,8 +79,16 @@ def _parser() -> _Parser:
         default=None,
         help="refuse calls to tools whose definition changed",
     )
-    p.add_argument("--max-body-bytes", type=int)
-    p.add_argument("--log-level")
+    p.add_argument("--max-body-bytes", type=int, help="largest POST body accepted (default 4 MiB)")
+    p.add_argument("--log-level", help="DEBUG, INFO (default: one line per verdict), WARNING or ERROR")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON Lines"
+    )
+    p.add_argument(
+        "--gateway-name",
+        dest="gateway_name",
+        help="names the default state dir (default: MODE-UPSTREAMS)",
+    )
     return p
 
 
@@ -97,19 +114,48 @@ def main(argv: list[str]) -> int:
     try:
         ns = _parser().parse_args(argv)
         config = load_config(ns.config, _overrides(ns))
-        logging.basicConfig(
-            level=config.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        configure_logging(config.log_level, config.log_format)
         gateway = Gateway(config)
-    except ConfigError as exc:
-        print(f"mcp-attest gateway: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as exc:
+        sock = None if config.http_host is None else _bind(config.http_host, config.http_port)
+    except (ValueError, OSError) as exc:  # ConfigError is a ValueError
         print(f"mcp-attest gateway: {exc}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run(gateway))
+        runner.run(run(gateway, sock))
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is announced or started (a busy port is exit 2)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _banner(config: GatewayConfig, where: list[str]) -> None:
+    """What runs where, on stderr: the fingerprint each upstream is enforced for, and the state dir."""
+    announce(
+        config.log_format,
+        f"mcp-attest gateway {config.name}: {config.mode} mode on {', '.join(where)}, "
+        f"state {config.state_dir}",
+        {"mode": config.mode, "listen": where, "stateDir": config.state_dir},
+    )
+    for up in config.upstreams:
+        target = up.url or shlex.join(up.command)
+        announce(
+            config.log_format,
+            f"  upstream {up.name}: {target} (fingerprint {up.fingerprint})",
+            {"upstream": up.name, "target": target, "fingerprint": up.fingerprint},
+        )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -125,7 +171,7 @@ def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-async def run(gateway: Gateway) -> None:
+async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
     """Serve until stdin closes (stdio) or a termination signal arrives (HTTP)."""
     config: GatewayConfig = gateway.config
     loop = asyncio.get_running_loop()
@@ -138,12 +184,12 @@ async def run(gateway: Gateway) -> None:
     listener = None
     server = None
     served: asyncio.Task[None] | None = None
-    if config.http_host is not None:
+    where = [f"http://{config.http_host}:{config.http_port}{config.http_path}"] if sock is not None else []
+    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])])
+    if sock is not None:
         listener = HttpListener(gateway)
         uv = uvicorn.Config(
             listener,
-            host=config.http_host,
-            port=config.http_port,
             log_level="warning",
             access_log=False,
             lifespan="off",
@@ -152,15 +198,10 @@ async def run(gateway: Gateway) -> None:
             timeout_graceful_shutdown=2,
         )
         server = uvicorn.Server(uv)
-        served = asyncio.create_task(server.serve())  # uvicorn handles SIGINT/SIGTERM itself
+        served = asyncio.create_task(server.serve(sockets=[sock]))  # uvicorn handles SIGINT/SIGTERM itself
         served.add_done_callback(lambda _: stop.set())
         tasks.append(served)
         tasks.append(asyncio.create_task(listener.reap(1800.0)))
-        print(
-            f"mcp-attest gateway: {config.mode} mode, http://{config.http_host}:{config.http_port}{config.http_path}",
-            file=sys.stderr,
-            flush=True,
-        )
     if config.listen_stdio:
         stdio = asyncio.create_task(serve_stdio(gateway))
         stdio.add_done_callback(lambda _: stop.set())

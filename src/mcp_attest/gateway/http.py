@@ -127,7 +127,7 @@ class HttpListener:
     async def _dispatch(self, request: Request) -> Response:
         path = request.url.path
         if path == "/healthz":
-            return JSONResponse({"status": "ok", "mode": self.config.mode, "sessions": len(self.sessions)})
+            return JSONResponse(self._health())
         if path == "/metrics":
             return PlainTextResponse(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
         route = self._route_for(path)
@@ -142,6 +142,16 @@ class HttpListener:
         return PlainTextResponse(
             "method not allowed\n", status_code=405, headers={"allow": "GET, POST, DELETE"}
         )
+
+    def _health(self) -> dict[str, Any]:
+        """Liveness, and the fingerprint enforced per upstream (what clients must sign for)."""
+        return {
+            "status": "ok",
+            "name": self.config.name,
+            "mode": self.config.mode,
+            "sessions": len(self.sessions),
+            "upstreams": {up.name: {"fingerprint": up.fingerprint} for up in self.config.upstreams},
+        }
 
     def _route_for(self, path: str) -> Route | None:
         base = self.config.http_path

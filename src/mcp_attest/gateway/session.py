@@ -22,6 +22,7 @@ from mcp_attest.gateway.jsonrpc import (
     is_request,
     is_response,
 )
+from mcp_attest.gateway.logs import log_verdict
 from mcp_attest.gateway.policy import Route
 from mcp_attest.gateway.upstream import Channel
 
@@ -71,6 +72,14 @@ class GatewaySession:
             params = message.get("params")
             decision = await self.route.decide(params if isinstance(params, dict) else {}, headers)
             self.route.metrics.call(self.route.name, decision.outcome)
+            log_verdict(
+                self.route.name,
+                (params or {}).get("name") if isinstance(params, dict) else None,
+                decision=decision.outcome,
+                reason=decision.reason,
+                detail=decision.detail,
+                attestation_id=decision.attestation_id,
+            )
             if decision.reply is not None:
                 self.route.metrics.observe(time.perf_counter() - started)
                 await self.sink(
