@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ import anyio
 import httpx
 import pytest
 from gateway_helpers import HERE, PY, free_port, gateway_argv, wait_http
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
 from mcp_attest import Issuer, Keyring, server_fingerprint
@@ -264,3 +267,101 @@ def test_issue_gateway_tells_its_client_attestation_is_not_required(
     capability, text = anyio.run(main)
     assert capability is not None and capability["required"] is False
     assert text.startswith("ok pid=")
+
+
+# -- stdio listener under shells and supervisors ----------------------------------------
+
+
+def test_stdio_listener_with_files_for_stdin_and_stdout_answers_and_exits_0(
+    hs_keys: Path, tmp_path: Path
+) -> None:
+    """`gateway --stdio < requests > answers`: regular files, uvloop (the gateway extra) installed."""
+    requests, answers = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    requests.write_text("".join(json.dumps(m) + "\n" for m in [*_handshake(), _call(1, "ok")]))
+    argv = gateway_argv("--stdio", "--keys", hs_keys, "--upstream-cmd", shlex.join(FLAKY))
+    with open(requests, "rb") as stdin, open(answers, "wb") as stdout:
+        done = subprocess.run(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env=_flaky_env(tmp_path),
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = {m["id"]: m for m in map(json.loads, answers.read_text().splitlines())}
+    assert got[0]["result"]["serverInfo"]["name"] == "flaky"
+    assert json.loads(got[1]["result"]["content"][0]["text"])["reason"] == "attestation_required"
+
+
+def test_stdio_listener_with_dev_null_exits_0_and_says_why(hs_keys: Path, tmp_path: Path) -> None:
+    argv = gateway_argv("--stdio", "--keys", hs_keys, "--upstream-cmd", shlex.join(FLAKY))
+    done = subprocess.run(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=_flaky_env(tmp_path),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert b"stdio client closed stdin" in done.stderr and b"Traceback" not in done.stderr
+
+
+# -- HTTP sessions: cancellation and shutdown ------------------------------------------
+
+
+def _issue_http_gateway(hs_keys: Path, tmp_path: Path, port: int, stderr: Any) -> subprocess.Popen[bytes]:
+    """An issue-mode gateway (it forwards every call) in front of the faulty server."""
+    proc = subprocess.Popen(
+        gateway_argv(
+            "--http", f"127.0.0.1:{port}", "--mode", "issue", "--keys", hs_keys, "--iss", "agent",
+            "--upstream-cmd", shlex.join(FLAKY), "--name", "flaky",
+        ),
+        env=_flaky_env(tmp_path),
+        stderr=stderr,
+    )  # fmt: skip
+    wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+    return proc
+
+
+def test_client_leaving_with_a_call_in_flight_gets_no_answer_and_exits_cleanly(
+    hs_keys: Path, tmp_path: Path
+) -> None:
+    """Python SDK client: DELETE on exit cancels the open call; an answer after it would crash the client."""
+    port = free_port()
+    proc = _issue_http_gateway(hs_keys, tmp_path, port, subprocess.DEVNULL)
+
+    async def main() -> None:
+        async with Client(f"http://127.0.0.1:{port}/mcp") as client, anyio.create_task_group() as tg:
+            tg.start_soon(client.call_tool, "hang", {})
+            await anyio.sleep(1.0)
+            tg.cancel_scope.cancel()
+
+    try:
+        anyio.run(main)  # raised ClosedResourceError (an answer to the cancelled call) before
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["sessions"] == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_sigterm_with_an_open_session_stream_is_quick_and_quiet(hs_keys: Path, tmp_path: Path) -> None:
+    port = free_port()
+    err = tmp_path / "gateway.err"
+    with open(err, "wb") as stderr:
+        proc = _issue_http_gateway(hs_keys, tmp_path, port, stderr)
+    url = f"http://127.0.0.1:{port}/mcp"
+    headers = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": _handshake()[0]["params"]}
+    headers["mcp-session-id"] = httpx.post(url, headers=headers, json=init).headers["mcp-session-id"]
+    with httpx.stream("GET", url, headers={**headers, "accept": "text/event-stream"}, timeout=30) as stream:
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert list(stream.iter_lines()) == []  # the stream ends cleanly, at once
+        proc.wait(timeout=10)
+    assert time.monotonic() - started < 1.5
+    assert proc.returncode == 0
+    assert "Traceback" not in err.read_text() and "ERROR" not in err.read_text()

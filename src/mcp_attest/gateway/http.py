@@ -57,6 +57,10 @@ class _TooLargeError(Exception):
     pass
 
 
+# Put on a waiting queue when its session ends: the request is cancelled, so it gets no answer.
+_ENDED: Message = {}
+
+
 class _Downstream:
     """Where upstream messages for one HTTP session go: a POST stream, the GET stream, or a backlog."""
 
@@ -65,8 +69,21 @@ class _Downstream:
         self.waiters: dict[Any, asyncio.Queue[Message]] = {}
         self.stream: asyncio.Queue[Message] | None = None
         self.backlog: deque[Message] = deque(maxlen=_BACKLOG)
+        self.ended = False
+
+    def end(self) -> None:
+        """The client ended the session: open requests are cancelled, open streams close.
+
+        MCP: a cancelled request gets no response, so what the upstream (or
+        the gateway, as it closes the upstream) sends afterwards is dropped.
+        """
+        self.ended = True
+        for queue in [*self.waiters.values(), *([self.stream] if self.stream is not None else [])]:
+            queue.put_nowait(_ENDED)
 
     async def sink(self, message: Message, related: tuple[Any, ...]) -> None:
+        if self.ended:
+            return
         for key in related:
             waiter = self.waiters.get(key)
             if waiter is not None:
@@ -286,6 +303,9 @@ class HttpListener:
         except BaseException:
             downstream.waiters.pop(request_id, None)
             raise
+        if first_reply is _ENDED:  # no answer: an SSE stream without events
+            await _send(send, 200, b"", [(b"content-type", b"text/event-stream"), *extra])
+            return
         if is_response(first_reply) and first_reply.get("id") == request_id:
             downstream.waiters.pop(request_id, None)
             await _send(send, 200, orjson.dumps(first_reply), [_JSON_TYPE, *extra])
@@ -302,7 +322,7 @@ class HttpListener:
     ) -> AsyncIterator[bytes]:
         try:
             message = first
-            while True:
+            while message is not _ENDED:
                 yield _sse(message)
                 if is_response(message) and message.get("id") == request_id:
                     return
@@ -335,6 +355,8 @@ class HttpListener:
                     except TimeoutError:
                         yield b": keepalive\n\n"
                         continue
+                    if message is _ENDED:
+                        return
                     yield _sse(message)
             finally:
                 if downstream.stream is queue:
@@ -350,6 +372,7 @@ class HttpListener:
         if sid is None or entry is None or entry[0] is not route:
             return _rpc_error(404, -32001, "session not found")
         del self.sessions[sid]
+        entry[1].end()
         session = entry[1].session
         if session is not None:
             await session.close()
@@ -373,7 +396,10 @@ class HttpListener:
                         await session.close()
 
     async def close(self) -> None:
+        """Shutdown: server streams end at once (no client is left waiting on a dead process)."""
         for _, downstream in list(self.sessions.values()):
+            if downstream.stream is not None:
+                downstream.stream.put_nowait(_ENDED)
             if downstream.session is not None:
                 with contextlib.suppress(Exception):
                     await downstream.session.close()
