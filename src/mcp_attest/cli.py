@@ -287,11 +287,11 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
     check = verify_receipt(receipt, ring, result=result, attestation_id=args.attestation_id)
     if args.json:
         sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
-    elif check.valid:
+    elif check.accepted:
         print(_colour("VALID", "32") + " receipt")
     else:
         print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
-    return EXIT_OK if check.valid else EXIT_NO
+    return EXIT_OK if check.accepted else EXIT_NO
 
 
 # -- wiring --------------------------------------------------------------------
@@ -357,8 +357,8 @@ def _add_verify(sub: Any) -> None:
     p.add_argument(
         "--args-binding",
         choices=("spec", "strict"),
-        default="spec",
-        help="strict also refuses envelopes that do not bind the arguments",
+        default="strict",
+        help="strict (default) refuses envelopes that do not bind the arguments; spec accepts them",
     )
     store = p.add_mutually_exclusive_group()
     store.add_argument("--replay-db", help="SQLite file remembering nonces across runs")

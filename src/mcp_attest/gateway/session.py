@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.jsonrpc import (
     INVALID_REQUEST,
     Message,
@@ -24,7 +25,6 @@ from mcp_attest.gateway.jsonrpc import (
 )
 from mcp_attest.gateway.logs import log_verdict
 from mcp_attest.gateway.policy import Route
-from mcp_attest.gateway.upstream import Channel
 
 __all__ = ["GatewaySession", "Sink"]
 
