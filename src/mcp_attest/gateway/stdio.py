@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import orjson
 
 from mcp_attest.gateway.app import Gateway
-from mcp_attest.gateway.session import GatewaySession
 from mcp_attest.gateway.jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -31,6 +30,7 @@ from mcp_attest.gateway.jsonrpc import (
     error_response,
     reencodable,
 )
+from mcp_attest.gateway.session import GatewaySession
 
 __all__ = ["serve_stdio"]
 
