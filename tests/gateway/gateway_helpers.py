@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -86,16 +87,24 @@ class NodeClients:
     root: Path  # holds node_modules and a copy of tests/gateway/clients/*.mjs
 
     def run(self, spec: dict[str, object], timeout: float = 60.0) -> dict[str, object]:
-        """Run ``ts_client.mjs`` with ``spec``; its one JSON line of findings."""
-        done = subprocess.run(
-            ["node", str(self.root / "ts_client.mjs"), json.dumps(spec)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        """Run ``ts_client.mjs`` with ``spec``; its one JSON line of findings.
+
+        stderr goes to a file, not a pipe: a server process the client left
+        behind would hold a pipe open and hide how long the client took.
+        """
+        with tempfile.TemporaryFile() as err:
+            done = subprocess.run(
+                ["node", str(self.root / "ts_client.mjs"), json.dumps(spec)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            err.seek(0)
+            errors = err.read().decode(errors="replace")
         lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
-        assert lines, f"client printed nothing (exit {done.returncode}): {done.stderr[-2000:]}"
+        assert lines, f"client printed nothing (exit {done.returncode}): {errors[-2000:]}"
         return dict(json.loads(lines[-1]))
 
     @property

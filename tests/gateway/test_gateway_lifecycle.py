@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from gateway_helpers import HERE, PY, free_port, gateway_argv, wait_http
+from gateway_helpers import HERE, PY, NodeClients, free_port, gateway_argv, wait_http
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -365,3 +365,42 @@ def test_sigterm_with_an_open_session_stream_is_quick_and_quiet(hs_keys: Path, t
     assert time.monotonic() - started < 1.5
     assert proc.returncode == 0
     assert "Traceback" not in err.read_text() and "ERROR" not in err.read_text()
+
+
+# -- desktop-style close (TypeScript SDK StdioClientTransport) --------------------------
+
+
+def _ts_stdio(node_clients: NodeClients, hs_keys: Path, tmp_path: Path, **flaky: str) -> dict[str, Any]:
+    """Connect the TS SDK to `gateway --stdio` in front of the faulty server, list tools, close()."""
+    argv = gateway_argv(
+        "--stdio", "--keys", hs_keys, "--upstream-cmd", shlex.join(FLAKY), "--state-dir", tmp_path / "state"
+    )
+    env = _flaky_env(tmp_path, **flaky)
+    return node_clients.run({"command": argv[0], "args": argv[1:], "env": env})
+
+
+def test_desktop_close_reaps_an_upstream_that_ignores_eof_and_sigterm(
+    node_clients: NodeClients, hs_keys: Path, tmp_path: Path
+) -> None:
+    found = _ts_stdio(node_clients, hs_keys, tmp_path, FLAKY_EXIT_DELAY="30", FLAKY_IGNORE_TERM="1")
+    assert found["connected"] is True and "ok" in found["tools"]
+    [upstream] = _pids(tmp_path)
+    try:
+        deadline = time.monotonic() + 1.0  # the client returned: the gateway has exited, or is about to
+        while _alive(upstream) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(upstream), "the gateway left its upstream running"
+        assert found["closeMs"] < 1900, found  # the gateway exited before the client had to SIGTERM it
+    finally:
+        if _alive(upstream):
+            os.kill(upstream, signal.SIGKILL)
+
+
+def test_desktop_close_is_well_under_a_second_for_a_well_behaved_upstream(
+    node_clients: NodeClients, hs_keys: Path, tmp_path: Path
+) -> None:
+    found = _ts_stdio(node_clients, hs_keys, tmp_path)
+    assert found["connected"] is True
+    [upstream] = _pids(tmp_path)
+    assert not _alive(upstream)
+    assert found["closeMs"] < 500, found

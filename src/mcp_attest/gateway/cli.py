@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import shlex
@@ -27,6 +28,7 @@ from mcp_attest.gateway.http import HttpListener
 from mcp_attest.gateway.logs import announce
 from mcp_attest.gateway.logs import configure as configure_logging
 from mcp_attest.gateway.stdio import serve_stdio
+from mcp_attest.gateway.stdio_link import kill_all
 
 __all__ = ["main"]
 
@@ -122,6 +124,9 @@ def main(argv: list[str]) -> int:
         return 2
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run(gateway, sock))
+    # Everything is closed. The interpreter's final collections over the SDK's objects take most of
+    # a second, which a desktop client waiting for the process to exit would see on every close.
+    gc.freeze()
     return 0
 
 
@@ -237,3 +242,4 @@ async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=5.0)
         await gateway.close()
+        kill_all()

@@ -1,5 +1,5 @@
 // A TypeScript SDK client driven by one JSON argument, for the gateway's lifecycle tests.
-// {"command": ..., "args": [...]} (stdio) or {"url": ...} (Streamable HTTP); optional "call":
+// {"command": ..., "args": [...], "env": {...}} (stdio) or {"url": ...} (Streamable HTTP); optional "call":
 // {name, arguments}. Prints one JSON line: connected, tools, call, error, pid, connectMs, closeMs.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/
 const spec = JSON.parse(process.argv[2]);
 const transport = spec.url
   ? new StreamableHTTPClientTransport(new URL(spec.url))
-  : new StdioClientTransport({ command: spec.command, args: spec.args, stderr: "inherit" });
+  : new StdioClientTransport({ command: spec.command, args: spec.args, env: spec.env, stderr: "inherit" });
 const client = new Client({ name: "ts-lifecycle", version: "1.0.0" });
 const out = { connected: false };
 let started = performance.now();
