@@ -23,6 +23,7 @@ import orjson
 from mcp_attest.algorithms import ALGORITHMS, Key, key_from_jwk
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
 from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
+from mcp_attest.errors import Error
 from mcp_attest.fingerprint import server_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, default_kid, generate_key
@@ -58,7 +59,7 @@ _EXTERNAL = {
 _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-class UsageError(Exception):
+class UsageError(Error):
     """Bad flags, unreadable files or configuration: exit 2."""
 
 

@@ -10,6 +10,7 @@ wrong path or schema cannot create an empty log that then "verifies".
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -143,9 +144,19 @@ def _summary(report: ChainReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Characters a terminal acts on or reorders (C1 controls, bidi embeddings, overrides and
+# isolates, line and paragraph separators): client-chosen text (a tool name, an envelope
+# field) must not rewrite what an operator reads. JSON's own escape keeps each line valid.
+_UNSAFE = re.compile("[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _print_records(records: Iterable[AuditRecord], out: TextIO) -> None:
     for record in records:
-        out.write(record.to_json().decode("utf-8") + "\n")
+        out.write(_UNSAFE.sub(_escape, record.to_json().decode("utf-8")) + "\n")
         out.flush()
 
 

@@ -82,6 +82,18 @@ def _parser() -> _Parser:
         help="refuse calls to tools whose definition changed",
     )
     p.add_argument("--max-body-bytes", type=int, help="largest POST body accepted (default 4 MiB)")
+    limits = p.add_argument_group("limits (see docs/gateway.md; a client over one is refused, others go on)")
+    limits.add_argument("--max-sessions", type=int, help="HTTP sessions in total (default 64)")
+    limits.add_argument("--max-sessions-per-client", type=int, help="HTTP sessions per client address (16)")
+    limits.add_argument("--max-stdio-children", type=int, help="upstream processes in total (32)")
+    limits.add_argument("--idle-timeout", type=float, help="minutes before an unused session is closed (5)")
+    limits.add_argument("--max-in-flight", type=int, help="unanswered requests per session (32)")
+    limits.add_argument("--max-header-bytes", type=int, help="bytes of one HTTP request head (16384)")
+    limits.add_argument("--header-timeout", type=float, help="seconds to send a request head (10)")
+    limits.add_argument("--body-timeout", type=float, help="seconds to send a request body (30)")
+    limits.add_argument("--keepalive-timeout", type=float, help="seconds an idle connection stays open (5)")
+    limits.add_argument("--max-connections", type=int, help="open HTTP connections in total (512)")
+    limits.add_argument("--max-connections-per-client", type=int, help="open connections per address (128)")
     p.add_argument("--log-level", help="DEBUG, INFO (default: one line per verdict), WARNING or ERROR")
     p.add_argument(
         "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON Lines"
@@ -172,6 +184,21 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _guarded(config: GatewayConfig, gateway: Gateway) -> type[asyncio.Protocol]:
+    """The HTTP protocol with connection limits; without httptools, h11 bounds only the head size."""
+    from mcp_attest.gateway.connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
+
+    c = config.connections
+    limits = ConnectionLimits(
+        gateway.metrics,
+        max_connections=c.max_connections,
+        max_connections_per_client=c.max_connections_per_client,
+        max_header_bytes=c.max_header_bytes,
+        header_timeout=c.header_timeout,
+    )
+    return guarded_protocol(limits)
+
+
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -215,15 +242,19 @@ async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools" if _has("httptools") else "h11",
-            proxy_headers=False,  # nothing reads the client address; one ASGI layer less per request
+            http="h11",
+            proxy_headers=False,  # the peer address is the client (per-client limits); no proxy trusted
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=config.connections.keepalive_timeout,  # type: ignore[arg-type]
+            h11_max_incomplete_event_size=config.connections.max_header_bytes,
         )
+        if _has("httptools"):  # header size, header timeout and connection counts
+            uv.http = _guarded(config, gateway)
         server = _Server(uv, listener)
         served = asyncio.create_task(server.serve(sockets=[sock]))  # uvicorn handles SIGINT/SIGTERM itself
         served.add_done_callback(lambda _: stop.set())
         tasks.append(served)
-        tasks.append(asyncio.create_task(listener.reap(1800.0)))
+        tasks.append(asyncio.create_task(listener.reap()))
     if config.listen_stdio:
         stdio = asyncio.create_task(serve_stdio(gateway))
         stdio.add_done_callback(lambda _: stop.set())

@@ -144,7 +144,9 @@ async def serve_stdio(gateway: Gateway) -> None:
                 request_id = request_id if isinstance(request_id, str | int) else None
                 await sink(error_response(request_id, INVALID_REQUEST, "JSON nested too deeply"), ())
                 continue
-            await session.from_client(message, {})
+            refusal = await session.from_client(message, {}, line)
+            if refusal is not None:
+                await sink(refusal, ())
     finally:
         await session.close()
 

@@ -93,8 +93,18 @@ class StdioLink:
         self.starts = 0
 
     async def start(self) -> None:
+        """Start the supervisor; if no process comes up in time, stop it again.
+
+        Nobody holds a link whose start failed, so a supervisor left running
+        would retry forever and, once the command works, leave a process
+        that belongs to no session.
+        """
         self._task = asyncio.create_task(self._supervise(), name=f"upstream-{self.config.name}")
-        await asyncio.wait_for(self._ready.wait(), timeout=self.config.timeout)
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=self.config.timeout)
+        except BaseException:
+            await self.close()
+            raise
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, **dict(self.config.env)}
