@@ -276,17 +276,17 @@ def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Dec
 
 
 def test_audit_checkpoint_signed_with_an_unknown_or_wrong_key(chain: Chain, decisions: Decisions) -> None:
-    key = generate_key("HS256", "cp1")
+    key = generate_key("ES256", "cp1")
     with _filled(chain, decisions, 3, checkpoint_signer=CheckpointSigner(key, CP_ISSUER)) as log:
         pass
     with chain.open(create=False) as log:
         report = log.verify(checkpoint_keys=Keyring())
         assert report.broken is not None and report.broken.seq == 3
         assert "no checkpoint key audit@test/cp1" in report.broken.problem
-        wrong = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        wrong = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
         assert "does not verify" in str(log.verify(checkpoint_keys=wrong).broken)
-        es = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
-        assert "is ES256, checkpoint says HS256" in str(log.verify(checkpoint_keys=es).broken)
+        hs = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        assert "is HS256, checkpoint says ES256" in str(log.verify(checkpoint_keys=hs).broken)
 
 
 def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
@@ -295,6 +295,10 @@ def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
     assert public_key is not None
     with pytest.raises(ValueError, match="no private part"):
         CheckpointSigner(public_key)
+    with pytest.raises(ValueError, match="is HS256; use ES256 or RS256"):
+        CheckpointSigner(generate_key("HS256", "cp1"))  # whoever verifies it could forge it
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_interval=-1)
     with pytest.raises(ValueError, match="checkpoint_every"):
         AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_every=0)
     assert not Path(":memory:.lock").exists()
@@ -322,11 +326,20 @@ def test_tamper_edit_a_field_is_named(chain: Chain, decisions: Decisions) -> Non
 
 def test_tamper_edit_and_rehash_one_record_breaks_the_next_link(chain: Chain, decisions: Decisions) -> None:
     _filled(chain, decisions).close()
+    _, body, *rest = chain.row(6)  # a rejection: its detail is nothing the envelope can contradict
+    body = body.replace('"detail":"nonce.replayed"', '"detail":"nonce.fresh"')
+    chain.put(6, [record_hash(body.encode()), body, *rest])
+    broken = _broken(chain)
+    assert broken.seq == 7 and "prevHash does not match record 6" in broken.problem
+
+
+def test_tamper_edit_and_rehash_a_fact_is_named_by_the_envelope(chain: Chain, decisions: Decisions) -> None:
+    _filled(chain, decisions).close()
     _, body, *rest = chain.row(5)
     body = body.replace('"tool":"search"', '"tool":"delete"')
     chain.put(5, [record_hash(body.encode()), body, *rest[:2], "delete", rest[3]])
     broken = _broken(chain)
-    assert broken.seq == 6 and "prevHash does not match record 5" in broken.problem
+    assert broken.seq == 5 and "tool 'delete' is not the envelope's entry 0 ('search')" in broken.problem
 
 
 def test_tamper_edit_an_index_column_is_named(chain: Chain, decisions: Decisions) -> None:
@@ -513,9 +526,10 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
+        args = {"q": "weather"}
         with pytest.raises(AuditUnavailable):
-            log.append(verdict, tool="search", arguments={}, envelope=wire)
-        assert log.append(verdict, tool="search", arguments={}, envelope=wire).seq == 3
+            log.append(verdict, tool="search", arguments=args, envelope=wire)
+        assert log.append(verdict, tool="search", arguments=args, envelope=wire).seq == 3
         assert log.verify().ok
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location

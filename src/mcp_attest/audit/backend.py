@@ -14,7 +14,7 @@ from typing import Protocol
 
 from mcp_attest.audit.record import AuditConfigError, RecordDraft, StoredRow
 
-__all__ = ["SCHEMA_VERSION", "AuditBackend", "RecordQuery", "pending_migrations"]
+__all__ = ["SCHEMA_VERSION", "AuditBackend", "CheckpointSink", "RecordQuery", "pending_migrations"]
 
 SCHEMA_VERSION = 1
 
@@ -36,7 +36,23 @@ class RecordQuery:
     newest_first: bool = False
 
 
-class AuditBackend(Protocol):
+class CheckpointSink(Protocol):
+    """Where signed tree heads go: the log's own table, or a witness outside it."""
+
+    def add_checkpoint(self, seq: int, body: bytes) -> None:
+        """Store a checkpoint; a second one for the same seq may be ignored."""
+        ...
+
+    def checkpoints(self) -> list[tuple[int, bytes]]:
+        """(seq, body) of every stored checkpoint, by ascending seq."""
+        ...
+
+    def close(self) -> None:
+        """Release files or connections."""
+        ...
+
+
+class AuditBackend(CheckpointSink, Protocol):
     """Storage for one chain. Every method raises ``AuditUnavailable`` on faults."""
 
     @property
@@ -64,18 +80,6 @@ class AuditBackend(Protocol):
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest record; (0, genesis) for an empty chain."""
-        ...
-
-    def add_checkpoint(self, seq: int, body: bytes) -> None:
-        """Store a checkpoint; a second one for the same seq is ignored."""
-        ...
-
-    def checkpoints(self) -> list[tuple[int, bytes]]:
-        """(seq, body) of every stored checkpoint, by ascending seq."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
         ...
 
 
