@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import Decisions
+from _evidence_helpers import Chain, Decisions, pg_chain, sqlite_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,63 +35,21 @@ from mcp_attest.stores import open_audit_log
 CP_ISSUER = "audit@test"
 
 
-@dataclass
-class Chain:
-    """An audit log plus raw SQL access to its tables, whatever the backend."""
-
-    url: str
-    table: str
-    run: Any  # (sql with ? placeholders, params) -> list of rows
-
-    def open(self, **options: Any) -> AuditLog:
-        return open_audit_log(self.url, **options)
-
-    def sql(self, text: str, *params: Any) -> list[Any]:
-        return list(self.run(text.replace("records", self.table), params))
-
-    def row(self, seq: int) -> tuple[Any, ...]:
-        return tuple(self.sql("SELECT hash, body, ts, sub, tool, reason FROM records WHERE seq = ?", seq)[0])
-
-    def put(self, seq: int, values: Sequence[Any]) -> None:
-        self.sql(
-            "UPDATE records SET hash = ?, body = ?, ts = ?, sub = ?, tool = ?, reason = ? WHERE seq = ?",
-            *values,
-            seq,
-        )
-
-
-def _sqlite_chain(path: Path) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with sqlite3.connect(path) as conn:
-            return conn.execute(text, params).fetchall()
-
-    return Chain(f"sqlite://{path}", "audit_records", run)
-
-
-def _pg_chain(pg_url: str, schema: str) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            cur = conn.execute(text.replace("?", "%s"), params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-
-    return Chain(f"{pg_url}?schema={schema}", f'"{schema}".audit_records', run)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Chain:
     if request.param == "sqlite":
-        return _sqlite_chain(tmp_path / "audit.db")
-    return _pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
+        return sqlite_chain(tmp_path / "audit.db")
+    return pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
 
 
 @pytest.fixture
 def other_chain(request: pytest.FixtureRequest, chain: Chain, tmp_path: Path) -> Chain:
     """A second chain on the same backend, for swap-in attacks."""
     if chain.url.startswith("sqlite"):
-        return _sqlite_chain(tmp_path / "other.db")
+        return sqlite_chain(tmp_path / "other.db")
     schema = request.getfixturevalue("pg_schema") + "_b"
     pg_url = request.getfixturevalue("pg_url")
-    second = _pg_chain(pg_url, schema)
+    second = pg_chain(pg_url, schema)
     request.addfinalizer(lambda: second.run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', ()))
     return second
 

@@ -54,8 +54,8 @@ def ref_path(m: int, d: list[bytes]) -> list[bytes]:
         return []
     k = _k(n)
     if m < k:
-        return ref_path(m, d[:k]) + [ref_mth(d[k:])]
-    return ref_path(m - k, d[k:]) + [ref_mth(d[:k])]
+        return [*ref_path(m, d[:k]), ref_mth(d[k:])]
+    return [*ref_path(m - k, d[k:]), ref_mth(d[:k])]
 
 
 def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
@@ -65,8 +65,8 @@ def ref_subproof(m: int, d: list[bytes], b: bool) -> list[bytes]:
         return [] if b else [ref_mth(d)]
     k = _k(n)
     if m <= k:
-        return ref_subproof(m, d[:k], b) + [ref_mth(d[k:])]
-    return ref_subproof(m - k, d[k:], False) + [ref_mth(d[:k])]
+        return [*ref_subproof(m, d[:k], b), ref_mth(d[k:])]
+    return [*ref_subproof(m - k, d[k:], False), ref_mth(d[:k])]
 
 
 def _data(n: int) -> list[bytes]:
@@ -111,7 +111,7 @@ def test_merkle_consistency_proofs_match_the_rfc_reference(size: int) -> None:
         assert proof == ref_subproof(old, data, True)
         assert root_from_consistency(old, size, ref_mth(data[:old]), proof) == tree.root()
         if old < size:
-            assert root_from_consistency(old, size, ref_mth(data[:old] + [b"x"]), proof) != tree.root()
+            assert root_from_consistency(old, size, ref_mth([*data[:old], b"x"]), proof) != tree.root()
 
 
 def test_merkle_consistency_fails_for_a_rewritten_prefix() -> None:

@@ -64,6 +64,10 @@ def _parser() -> _Parser:
     p.add_argument("--replay", help="replay store: 'memory', a SQLite path, or a store URL")
     p.add_argument("--audit", help="audit sink URL, or 'none'")
     p.add_argument(
+        "--checkpoint-key", help="audit checkpoint signing key (default: created in the state dir)"
+    )
+    p.add_argument("--witness", help="file or database URL receiving a copy of every audit checkpoint")
+    p.add_argument(
         "--pin-tools",
         dest="pinning",
         action="store_true",
@@ -158,6 +162,13 @@ async def run(gateway: Gateway) -> None:
         tasks.append(asyncio.create_task(listener.reap(1800.0)))
         print(
             f"mcp-attest gateway: {config.mode} mode, http://{config.http_host}:{config.http_port}{config.http_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+    if gateway.checkpoint_key is not None:
+        thumbprint, public = gateway.checkpoint_key
+        print(
+            f"mcp-attest gateway: audit checkpoints signed by key {thumbprint} (public JWKS: {public})",
             file=sys.stderr,
             flush=True,
         )
