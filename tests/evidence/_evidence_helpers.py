@@ -216,3 +216,30 @@ def pg_chain(pg_url: str, schema: str) -> Chain:
     return Chain(
         f"{pg_url}?schema={schema}", f'"{schema}".audit_records', run, f'"{schema}".audit_checkpoints'
     )
+
+
+INSIDER_CALLS = 12
+
+
+def insider_calls(
+    ring: Keyring, fingerprint: str
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """The calls behind every insider-test log, in order: four kinds, three times over.
+
+    Seq 4k+1 accepts ``canary``, 4k+2 accepts ``search``, 4k+3 replays the
+    envelope before it (``nonce_replay``), 4k+4 carries no attestation
+    (``attestation_required``): junk an insider would like to turn into an
+    accepted call.
+    """
+    issuer = Issuer(ring, iss=ISSUER, sub="agent-7")
+    for k in range(INSIDER_CALLS // 4):
+        wire: dict[str, Any] = {}
+        for tool in ("canary", "search"):
+            args = {"n": k, "tool": tool}
+            env = issuer.sign(
+                tool=tool, arguments=args, server_fingerprint=fingerprint, intent="insider test"
+            )
+            wire = env.to_wire()
+            yield tool, args, wire
+        yield "search", {"n": k, "tool": "search"}, wire
+        yield "wire_money", {"to": "attacker", "amount": 10**6}, None

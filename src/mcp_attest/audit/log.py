@@ -489,9 +489,7 @@ class _Verification:
         for cp, found in self.pending.pop(row.seq):
             problem = found
             if problem is None and cp is not None:
-                if cp.hash != row.hash:
-                    problem = "record differs from the signed checkpoint at its seq (the chain was rewritten)"
-                elif cp.root is not None and cp.root != root:
+                if cp.hash != row.hash or (cp.root is not None and cp.root != root):
                     problem = (
                         f"records {self.signed_at + 1}..{row.seq} differ from the signed tree head at seq "
                         f"{row.seq} (a record in that range was edited and the chain re-sealed)"
