@@ -488,12 +488,11 @@ class _Verification:
         root = self.tree.root().hex()
         for cp, found in self.pending.pop(row.seq):
             problem = found
-            if problem is None and cp is not None:
-                if cp.hash != row.hash or (cp.root is not None and cp.root != root):
-                    problem = (
-                        f"records {self.signed_at + 1}..{row.seq} differ from the signed tree head at seq "
-                        f"{row.seq} (a record in that range was edited and the chain re-sealed)"
-                    )
+            if problem is None and cp is not None and (cp.hash != row.hash or cp.root not in (None, root)):
+                problem = (
+                    f"records {self.signed_at + 1}..{row.seq} differ from the signed tree head at seq "
+                    f"{row.seq} (a record in that range was edited and the chain re-sealed)"
+                )
             if problem is not None:
                 return problem
         self.signed_at = row.seq
