@@ -79,7 +79,7 @@ def append(url: str, count: int, worker: int) -> None:
 
 
 def guard(url: str, keys: str, fingerprint: str) -> None:
-    from _evidence_helpers import insider_calls  # noqa: PLC0415 - only this command needs it
+    from _servers import insider_calls  # noqa: PLC0415 - only this command needs it
 
     ring = Keyring.load(keys)
     checker = AttestationGuard.from_keyring(ring, server_fingerprint=fingerprint, audit=url)

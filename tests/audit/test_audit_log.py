@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import Chain, Decisions, pg_chain, sqlite_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _servers import Chain, Decisions, pg_chain, sqlite_chain
 from mcp_attest import ArgsBinding, Keyring, Reason, Verdict, canonicalize, generate_key
 from mcp_attest.audit import (
     AuditConfigError,

@@ -11,8 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
-from _evidence_helpers import Decisions
 
+from _servers import Decisions
 from mcp_attest import Keyring, canonicalize, generate_key
 from mcp_attest.audit import AuditConfigError, AuditUnavailableError
 from mcp_attest.audit.cli import main
