@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import orjson
 
 from mcp_attest.details import DETAILS
+from mcp_attest.errors import Error
 
 __all__ = [
     "MAX_DEPTH",
@@ -51,7 +52,7 @@ _SORT = orjson.OPT_SORT_KEYS
 _CONTAINERS = (dict, list)
 
 
-class CanonicalizationError(ValueError):
+class CanonicalizationError(Error, ValueError):
     """A document the strict reader or the JCS writer refuses.
 
     ``detail`` is the stable code that ends up in a verdict; the message is

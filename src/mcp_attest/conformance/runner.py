@@ -24,6 +24,7 @@ from mcp_attest.algorithms import ES256Key, HS256Key, Key, RS256Key
 from mcp_attest.canonical import CanonicalizationError, parse_envelope_json
 from mcp_attest.conformance.vaara_v0 import v0_verifier
 from mcp_attest.envelope import parse_iat, signing_input
+from mcp_attest.errors import Error
 from mcp_attest.keys import Keyring, KeyringError
 from mcp_attest.replay import InMemoryReplayStore
 from mcp_attest.verdict import Verdict
@@ -36,7 +37,7 @@ _AFTER_V4 = frozenset({"server_mismatch", "tool_mismatch", "nonce_replay", "args
 _COMPARED = ("accepted", "reason", "detail", "argsBinding", "toolCallIndex", "attestationId", "unknownFields")
 
 
-class BundleError(Exception):
+class BundleError(Error):
     """A bundle that cannot be run (missing or unreadable files): a usage error."""
 
 
