@@ -12,13 +12,21 @@ these tables by ``markdown``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
 from mcp_attest.verdict import Reason
 
-__all__ = ["DETAILS", "RECEIPT_PROBLEMS", "REFUSAL_DETAILS", "VERDICT_DETAILS", "VerdictDetail", "markdown"]
+__all__ = [
+    "DETAILS",
+    "GATEWAY_DETAILS",
+    "RECEIPT_PROBLEMS",
+    "REFUSAL_DETAILS",
+    "VERDICT_DETAILS",
+    "VerdictDetail",
+    "markdown",
+]
 
 
 class VerdictDetail(NamedTuple):
@@ -64,6 +72,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
         ("malformed.alg_conflict", "vaara-v0 dialect: the top-level `alg` differs from issuerAsserted's."),
         ("malformed.canonicalization", "vaara-v0: an args block names a canonicalization other than JCS."),
         ("malformed.projection_digest", "vaara-v0: `projectionDigest` does not match the projection."),
+        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
         ("signature.mismatch", "The signature does not verify over the signing input (V3, C1)."),
         ("internal.error", "A bug inside the verifier; it is logged and the call fails closed (V12)."),
     )),
@@ -82,6 +91,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
     )),
     (Reason.TOOL_MISMATCH, (
         ("tool.not_in_plan", "No entry for this server names the called tool."),
+        ("gateway.tool_definition_changed", "Gateway: the tool definition differs from its pin."),
     )),
     (Reason.NONCE_REPLAY, (
         ("nonce.replayed", "Every matching entry was already used."),
@@ -136,15 +146,31 @@ RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
 )
 """``ReceiptCheck`` problem codes; three share a spelling with verdict details."""
 
-DETAILS: Final[frozenset[str]] = frozenset((*VERDICT_DETAILS, *REFUSAL_DETAILS, *RECEIPT_PROBLEMS))
-"""Every code in the three tables."""
+GATEWAY_DETAILS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
+    {
+        "intent.not_utf8": ("cannot_sign", "Issue mode: the X-MCP-Intent header is not UTF-8."),
+        "intent.too_long": ("cannot_sign", "Issue mode: the intent exceeds 4096 UTF-8 bytes."),
+        "call.ambiguous": ("invalid_params", "A tools/call whose own structure reads two ways."),
+    }
+)
+"""Details of gateway decisions that are not verdicts: (gateway reason, meaning).
+
+They appear in the gateway's decision log; the client sees the gateway
+reason (``gatewayError``). Issue-mode signing refusals also carry the
+``CanonicalizationError`` codes above.
+"""
+
+DETAILS: Final[frozenset[str]] = frozenset(
+    (*VERDICT_DETAILS, *REFUSAL_DETAILS, *RECEIPT_PROBLEMS, *GATEWAY_DETAILS)
+)
+"""Every code in the tables above."""
 
 
 def _code_rows(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(f"`{code}`", meaning) for code, meaning in rows]
 
 
-def _table(header: str, rows: list[tuple[str, str]]) -> list[str]:
+def _table(header: str, rows: Sequence[tuple[str, ...]]) -> list[str]:
     columns = header.count("|") - 1
     return [header, "|" + " --- |" * columns, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
@@ -180,5 +206,13 @@ def markdown() -> str:
         "`ReceiptCheck.problem` of `verify_receipt` and `mcp-attest receipt verify`.",
         "",
         *_table("| Problem | Meaning |", _code_rows(RECEIPT_PROBLEMS.items())),
+        "## Gateway decisions that are not verdicts",
+        "",
+        "In the gateway's decision log, next to the gateway reason the client sees.",
+        "",
+        *_table(
+            "| Detail | Gateway reason | Meaning |",
+            [(f"`{code}`", f"`{reason}`", meaning) for code, (reason, meaning) in GATEWAY_DETAILS.items()],
+        ),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"
