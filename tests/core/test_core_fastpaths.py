@@ -48,7 +48,7 @@ from mcp_attest.canonical import (
 )
 from mcp_attest.envelope import (
     Envelope,
-    MalformedEnvelope,
+    MalformedEnvelopeError,
     _reference_envelope,
     _reference_from_json,
     _reference_from_parsed,
@@ -110,7 +110,7 @@ def _typed(value: Any) -> Any:
 def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
     try:
         return "ok", fn(*args)
-    except (CanonicalizationError, MalformedEnvelope) as exc:
+    except (CanonicalizationError, MalformedEnvelopeError) as exc:
         return "refused", exc.detail
 
 
