@@ -206,9 +206,9 @@ class Envelope(NamedTuple):
             except orjson.JSONEncodeError:
                 whole = body = b""
             if body:
-                env = _typical(obj, max_ttl) or cls.from_wire(obj, max_ttl=max_ttl)
-                if len(whole) > MAX_ENVELOPE_BYTES:
+                if len(whole) > MAX_ENVELOPE_BYTES:  # before the schema, as the full C2 walk orders it
                     _bad("malformed.too_large", f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
+                env = _typical(obj, max_ttl) or cls.from_wire(obj, max_ttl=max_ttl)
                 return Envelope(*env[:-1], body)
         return cls.from_wire(_c2(check_envelope_value, obj), max_ttl=max_ttl)
 
