@@ -12,7 +12,7 @@ these tables by ``markdown``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Final, NamedTuple
 
@@ -72,8 +72,8 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
         ("malformed.alg_conflict", "vaara-v0 dialect: the top-level `alg` differs from issuerAsserted's."),
         ("malformed.canonicalization", "vaara-v0: an args block names a canonicalization other than JCS."),
         ("malformed.projection_digest", "vaara-v0: `projectionDigest` does not match the projection."),
-        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
         ("signature.mismatch", "The signature does not verify over the signing input (V3, C1)."),
+        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
         ("internal.error", "A bug inside the verifier; it is logged and the call fails closed (V12)."),
     )),
     (Reason.KEY_UNAVAILABLE, (
@@ -91,7 +91,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
     )),
     (Reason.TOOL_MISMATCH, (
         ("tool.not_in_plan", "No entry for this server names the called tool."),
-        ("gateway.tool_definition_changed", "Gateway: the tool definition differs from its pin."),
+        ("gateway.tool_definition_changed", "Gateway pinning: the tool's definition differs from its pin."),
     )),
     (Reason.NONCE_REPLAY, (
         ("nonce.replayed", "Every matching entry was already used."),
@@ -133,6 +133,15 @@ line, the gateway's ``cannot_sign`` answer and the audit record's
 ``argsError``; a verifier reports them as ``args.not_canonicalizable``.
 """
 
+GATEWAY_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "intent.not_utf8": "Issue mode: the X-MCP-Intent header is not UTF-8; nothing is signed.",
+        "intent.too_long": "Issue mode: the intent is longer than 4096 bytes; nothing is signed.",
+        "call.ambiguous": "A tools/call whose own JSON-RPC structure is ambiguous (e.g. repeated keys).",
+    }
+)
+"""Details of gateway answers that are not verdicts (its log line and audit record carry them)."""
+
 RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "receipt.schema": "The receipt is not an object with exactly the receipt fields, typed as specified.",
@@ -146,31 +155,17 @@ RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
 )
 """``ReceiptCheck`` problem codes; three share a spelling with verdict details."""
 
-GATEWAY_DETAILS: Final[Mapping[str, tuple[str, str]]] = MappingProxyType(
-    {
-        "intent.not_utf8": ("cannot_sign", "Issue mode: the X-MCP-Intent header is not UTF-8."),
-        "intent.too_long": ("cannot_sign", "Issue mode: the intent exceeds 4096 UTF-8 bytes."),
-        "call.ambiguous": ("invalid_params", "A tools/call whose own structure reads two ways."),
-    }
-)
-"""Details of gateway decisions that are not verdicts: (gateway reason, meaning).
-
-They appear in the gateway's decision log; the client sees the gateway
-reason (``gatewayError``). Issue-mode signing refusals also carry the
-``CanonicalizationError`` codes above.
-"""
-
 DETAILS: Final[frozenset[str]] = frozenset(
-    (*VERDICT_DETAILS, *REFUSAL_DETAILS, *RECEIPT_PROBLEMS, *GATEWAY_DETAILS)
+    (*VERDICT_DETAILS, *REFUSAL_DETAILS, *GATEWAY_DETAILS, *RECEIPT_PROBLEMS)
 )
-"""Every code in the tables above."""
+"""Every code in the four tables."""
 
 
 def _code_rows(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(f"`{code}`", meaning) for code, meaning in rows]
 
 
-def _table(header: str, rows: Sequence[tuple[str, ...]]) -> list[str]:
+def _table(header: str, rows: list[tuple[str, str]]) -> list[str]:
     columns = header.count("|") - 1
     return [header, "|" + " --- |" * columns, *("| " + " | ".join(row) + " |" for row in rows), ""]
 
@@ -201,18 +196,15 @@ def markdown() -> str:
         "in the arguments as `args.not_canonicalizable`.",
         "",
         *_table("| Detail | Meaning |", _code_rows(REFUSAL_DETAILS.items())),
+        "## Gateway answers that are not verdicts",
+        "",
+        "The gateway's verdict log line and audit record carry these.",
+        "",
+        *_table("| Detail | Meaning |", _code_rows(GATEWAY_DETAILS.items())),
         "## Receipt problems",
         "",
         "`ReceiptCheck.problem` of `verify_receipt` and `mcp-attest receipt verify`.",
         "",
         *_table("| Problem | Meaning |", _code_rows(RECEIPT_PROBLEMS.items())),
-        "## Gateway decisions that are not verdicts",
-        "",
-        "In the gateway's decision log, next to the gateway reason the client sees.",
-        "",
-        *_table(
-            "| Detail | Gateway reason | Meaning |",
-            [(f"`{code}`", f"`{reason}`", meaning) for code, (reason, meaning) in GATEWAY_DETAILS.items()],
-        ),
     ]
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -75,6 +75,10 @@ def _parser() -> _Parser:
     p.add_argument("--replay", help="replay store: 'memory', a SQLite path, or a store URL")
     p.add_argument("--audit", help="audit sink URL, or 'none'")
     p.add_argument(
+        "--checkpoint-key", help="audit checkpoint signing key (default: created in the state dir)"
+    )
+    p.add_argument("--witness", help="file or database URL receiving a copy of every audit checkpoint")
+    p.add_argument(
         "--pin-tools",
         dest="pinning",
         action="store_true",
@@ -158,8 +162,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(config: GatewayConfig, where: list[str]) -> None:
-    """What runs where, on stderr: the fingerprint each upstream is enforced for, and the state dir."""
+def _banner(config: GatewayConfig, where: list[str], checkpoint_key: tuple[str, str] | None) -> None:
+    """What runs where, on stderr: the fingerprint each upstream is enforced for, the state dir,
+    and the key that signs audit checkpoints (an auditor pins its thumbprint)."""
     announce(
         config.log_format,
         f"mcp-attest gateway {config.name}: {config.mode} mode on {', '.join(where)}, "
@@ -172,6 +177,13 @@ def _banner(config: GatewayConfig, where: list[str]) -> None:
             config.log_format,
             f"  upstream {up.name}: {target} (fingerprint {up.fingerprint})",
             {"upstream": up.name, "target": target, "fingerprint": up.fingerprint},
+        )
+    if checkpoint_key is not None:
+        thumbprint, public = checkpoint_key
+        announce(
+            config.log_format,
+            f"  audit checkpoints signed by key {thumbprint} (public JWKS: {public})",
+            {"checkpointKey": thumbprint, "publicJwks": public},
         )
 
 
@@ -234,7 +246,7 @@ async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
     server = None
     served: asyncio.Task[None] | None = None
     where = [f"http://{config.http_host}:{config.http_port}{config.http_path}"] if sock is not None else []
-    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])])
+    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])], gateway.checkpoint_key)
     if sock is not None:
         listener = HttpListener(gateway)
         uv = uvicorn.Config(
