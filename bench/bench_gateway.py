@@ -280,6 +280,8 @@ def main() -> None:
                         "ev",
                         "--state-dir",
                         str(tmp / f"state-{alg}"),
+                        "--max-sessions-per-client",  # all benchmark clients share one address
+                        "64",
                         *args.gateway_flag,
                     ]
                 )
