@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from mcp_attest import InMemoryReplayStore, Keyring, Reason, StoreUnavailable, Verifier, generate_key
+from mcp_attest import InMemoryReplayStore, Keyring, Reason, StoreUnavailableError, Verifier, generate_key
 from mcp_attest.algorithms import HS256Key, KeyMaterialError
 from mcp_attest.mcp import AttestationGuard
 
@@ -37,12 +37,12 @@ def test_regression_full_in_memory_store_fails_fast_without_rescanning(
     store = InMemoryReplayStore(max_entries=100)
     for i in range(100):
         assert store.claim(i.to_bytes(32, "little"), 1000.0, 0.0)
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailableError):
         store.claim(b"\xff" * 32, 1000.0, 0.0)
     scans: list[float] = []
     monkeypatch.setattr(store, "_compact", scans.append)
     for i in range(50):
-        with pytest.raises(StoreUnavailable):
+        with pytest.raises(StoreUnavailableError):
             store.claim((1000 + i).to_bytes(32, "little"), 1000.0, 1.0)
     assert scans == []
     monkeypatch.undo()

@@ -22,12 +22,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mcp_attest.audit import AuditConfigError, AuditLog, CheckpointSigner, SQLiteAuditBackend
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
 
 __all__ = ["StoreConfigError", "open_audit_log", "open_replay_store", "sqlite_path"]
 
 
-class StoreConfigError(ValueError):
+class StoreConfigError(ConfigurationError):
     """A store URL that names no supported store; the message says which forms exist."""
 
 

@@ -27,7 +27,7 @@ from mcp_attest.audit import (
     AuditConfigError,
     AuditLog,
     AuditRecord,
-    AuditUnavailable,
+    AuditUnavailableError,
     CheckpointSigner,
     RecordQuery,
     SQLiteAuditBackend,
@@ -500,7 +500,7 @@ def test_audit_refuses_a_schema_newer_than_the_code(chain: Chain) -> None:
 def test_audit_postgres_bad_schema_name_and_unreachable_server() -> None:
     with pytest.raises(AuditConfigError, match="invalid PostgreSQL schema name"):
         open_audit_log("postgresql://postgres@127.0.0.1/test?schema=bad-name;")
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         open_audit_log("postgresql://postgres@127.0.0.1:1/test")
 
 
@@ -513,7 +513,7 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
-        with pytest.raises(AuditUnavailable):
+        with pytest.raises(AuditUnavailableError):
             log.append(verdict, tool="search", arguments={}, envelope=wire)
         assert log.append(verdict, tool="search", arguments={}, envelope=wire).seq == 3
         assert log.verify().ok
@@ -532,10 +532,10 @@ def test_audit_sqlite_unwritable_log_is_unavailable(tmp_path: Path, decisions: D
         lambda: list(log.records()),
         lambda: log.backend.add_checkpoint(1, b"{}"),
     ):
-        with pytest.raises(AuditUnavailable):
+        with pytest.raises(AuditUnavailableError):
             action()
     log.close()  # the final checkpoint fails quietly
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         SQLiteAuditBackend(tmp_path / "no" / "such" / "dir.db")
 
 
@@ -546,7 +546,7 @@ def test_audit_a_failed_checkpoint_does_not_unacknowledge_the_record(
     log = open_audit_log(str(tmp_path / "a.db"), checkpoint_signer=signer, checkpoint_every=1)
 
     def down(seq: int, body: bytes) -> None:
-        raise AuditUnavailable("disk full")
+        raise AuditUnavailableError("disk full")
 
     monkeypatch.setattr(log.backend, "add_checkpoint", down)
     decisions.fill(log, 1)

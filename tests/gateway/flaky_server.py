@@ -9,12 +9,16 @@ change a tool definition under the gateway; with ``FLAKY_TWICE`` set, a
 changed ``ok`` is listed followed by the original under the same name.
 Every tools/call received is appended to ``FLAKY_LOG``; ``progress`` runs
 in a thread of its own, so calls to it overlap.
+For lifecycle tests: its pid is appended to ``FLAKY_PIDFILE``; after stdin
+ends it lingers ``FLAKY_EXIT_DELAY`` seconds, and ``FLAKY_IGNORE_TERM=1``
+makes it ignore SIGTERM (a slow-to-exit server).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -53,6 +57,16 @@ def _progress(request_id: object, params: dict[str, object]) -> None:
 
 
 def main() -> None:
+    if os.environ.get("FLAKY_PIDFILE"):
+        with open(os.environ["FLAKY_PIDFILE"], "a") as pids:
+            pids.write(f"{os.getpid()}\n")
+    if os.environ.get("FLAKY_IGNORE_TERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    serve()
+    time.sleep(float(os.environ.get("FLAKY_EXIT_DELAY", "0")))
+
+
+def serve() -> None:
     for line in sys.stdin:
         message = json.loads(line)
         method, request_id = message.get("method"), message.get("id")

@@ -37,7 +37,7 @@ class RecordQuery:
 
 
 class AuditBackend(Protocol):
-    """Storage for one chain. Every method raises ``AuditUnavailable`` on faults."""
+    """Storage for one chain. Every method raises ``AuditUnavailableError`` on faults."""
 
     @property
     def chain_id(self) -> str:

@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     export = sub.add_parser("export", help="print records as JSON Lines")
-    export.add_argument("url")
+    export.add_argument("url", help="the audit log (as for verify)")
     export.add_argument("--since", type=_timestamp, help="RFC 3339 time or epoch seconds (inclusive)")
     export.add_argument("--until", type=_timestamp, help="RFC 3339 time or epoch seconds (exclusive)")
     export.add_argument("--sub", help="only decisions for this subject")
@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--reason", help="only this rejection reason ('accepted' for accepted calls)")
 
     tail = sub.add_parser("tail", help="print the newest records, and with --follow new ones as they come")
-    tail.add_argument("url")
+    tail.add_argument("url", help="the audit log (as for verify)")
     tail.add_argument("-n", "--lines", type=int, default=10, help="newest records to show (default 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="print new records until interrupted")
     tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)

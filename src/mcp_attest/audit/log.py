@@ -25,7 +25,7 @@ from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
 from mcp_attest.audit.record import (
     GENESIS_HASH,
     AuditRecord,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
     index_columns,
@@ -147,7 +147,7 @@ class AuditLog:
     ) -> AuditRecord:
         """Record one decision; returns once the record is committed.
 
-        Raises ``AuditUnavailable`` when the backend cannot commit; the
+        Raises ``AuditUnavailableError`` when the backend cannot commit; the
         record is then not acknowledged.
         """
         draft = RecordDraft.build(
@@ -179,7 +179,7 @@ class AuditLog:
         )
         try:
             self.backend.add_checkpoint(seq, body)
-        except AuditUnavailable as exc:
+        except AuditUnavailableError as exc:
             logger.warning("audit checkpoint at seq %d not written: %s", seq, exc)
 
     def close(self) -> None:
@@ -190,7 +190,7 @@ class AuditLog:
             self._closed = True
         try:
             self.checkpoint()
-        except AuditUnavailable as exc:
+        except AuditUnavailableError as exc:
             logger.warning("final audit checkpoint not written: %s", exc)
         finally:
             self.backend.close()

@@ -37,7 +37,7 @@ from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
     AuditConfigError,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
 )
@@ -132,7 +132,7 @@ class PostgresAuditBackend:
     # -- connection --------------------------------------------------------
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailable``.
+        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailableError``.
 
         A connection broken by a failover or restart is replaced on the next
         call, so the log recovers by itself once the server is back.
@@ -147,7 +147,8 @@ class PostgresAuditBackend:
                 return work(conn)
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AuditUnavailable(f"audit log (postgresql schema {self._schema}): {message}") from None
+                where = f"audit log (postgresql schema {self._schema})"
+                raise AuditUnavailableError(f"{where}: {message}") from None
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> str:
         """Create or upgrade the schema, unless it is current.
@@ -232,10 +233,10 @@ class PostgresAuditBackend:
         )
         found = self._run(lambda conn: conn.execute(self._q["append"], params).fetchone())
         if found is None:  # pragma: no cover - the function always returns one row
-            raise AuditUnavailable(f"audit log {self.location}: append returned nothing")
+            raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
         row = draft.seal(int(found[0]), str(found[1]), now)
         if row.hash != found[2]:
-            raise AuditUnavailable(
+            raise AuditUnavailableError(
                 f"audit log {self.location}: the server sealed record {row.seq} differently "
                 "(its text encoding must be UTF8)"
             )

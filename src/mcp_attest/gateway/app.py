@@ -18,8 +18,9 @@ from typing import Any
 
 import httpx
 
-from mcp_attest import Keyring, KeyringError, StoreUnavailable
+from mcp_attest import Keyring, KeyringError, StoreUnavailableError
 from mcp_attest.audit.record import AuditError
+from mcp_attest.errors import Error
 from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
 from mcp_attest.gateway.h1 import H1Pool
@@ -47,7 +48,7 @@ def open_replay(config: GatewayConfig) -> ReplayStore:
         url = f"sqlite:{url}"
     try:
         return open_replay_store(url)
-    except (StoreUnavailable, ValueError) as exc:
+    except (StoreUnavailableError, ValueError) as exc:
         raise ConfigError(f"replay store: {exc}") from None
 
 
@@ -63,7 +64,7 @@ def open_audit(config: GatewayConfig) -> AuditSink | None:
     return log
 
 
-class LimitReachedError(Exception):
+class LimitReachedError(Error):
     """A new session or upstream process would pass a configured limit; ``limit`` names it."""
 
     def __init__(self, limit: str, message: str) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.fingerprint import server_fingerprint
 
 __all__ = [
@@ -31,7 +32,7 @@ _T = TypeVar("_T")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """A configuration the gateway refuses to start with; always exit 2."""
 
 
@@ -57,7 +58,7 @@ class UpstreamConfig:
 class VerifyConfig:
     keys: str | None = None
     required: bool = True
-    args_binding: Literal["spec", "strict"] = "spec"
+    args_binding: Literal["spec", "strict"] = "strict"
     multi_server: bool = True
     include_detail: bool = True
     skew: int = 30
@@ -119,7 +120,9 @@ class GatewayConfig:
     replay: str | None = None
     audit: str | None = None
     pinning: bool = False
-    log_level: str = "WARNING"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    name: str = "gateway"
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     connections: ListenLimits = field(default_factory=ListenLimits)
 
@@ -203,6 +206,8 @@ def _upstream(raw: Any, index: int, base: Path) -> UpstreamConfig:
     if not all(isinstance(v, str) and v.startswith("sha256:") for v in pins.values()):
         raise ConfigError(f"{where}: pins must map tool names to 'sha256:<hex>' digests")
     cwd = table.get("cwd")
+    if command and cwd is None and "/" in command[0]:
+        command = (str(base / command[0]), *command[1:])  # like every path in the file: not the cwd's
     return UpstreamConfig(
         name=name,
         fingerprint=_fingerprint(table, name, where),
@@ -261,6 +266,23 @@ def _resolve(path: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else base / p)
 
 
+def _gateway_name(given: Any, mode: str, upstreams: tuple[UpstreamConfig, ...]) -> str:
+    """The gateway's name: its own state dir, so two gateways never share one by accident."""
+    if given is None:
+        return f"{mode}-" + "+".join(u.name for u in upstreams)
+    name = str(_expect(given, str, "name"))
+    if not name or set(name) - _NAME_CHARS or name.startswith("."):
+        raise ConfigError(f"gateway name {name!r} must be letters, digits, '-', '_' or '.'")
+    return name
+
+
+def _default_state_dir(name: str) -> Path:
+    """Per user (XDG state home), never the working directory: desktop clients start servers in /."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    home = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return home / "mcp-attest" / name
+
+
 def _read(path: str | None) -> tuple[dict[str, Any], Path]:
     if path is None:
         return {}, Path.cwd()
@@ -269,8 +291,8 @@ def _read(path: str | None) -> tuple[dict[str, Any], Path]:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, and tomllib's int and depth limits
+        raise ConfigError(f"config {path} is not valid TOML: {str(exc) or type(exc).__name__}") from None
     return doc, Path(path).resolve().parent
 
 
@@ -374,20 +396,26 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
     doc, base = _read(path)
     o = overrides or {}
     top = {"mode", "state_dir", "log_level", "listen", "verify", "issue", "upstream", "replay", "audit"}
-    _check_keys(doc, top | {"pinning", "limits"}, "config")
+    _check_keys(doc, top | {"pinning", "limits", "name", "log_format"}, "config")
     mode, verify, issue = _signing(doc, o, base)
-    state_dir = _resolve(o.get("state_dir") or doc.get("state_dir") or ".mcp-attest-gateway", base)
-    assert state_dir is not None
+    upstreams = _upstreams(doc, o, base)
+    name = _gateway_name(o.get("gateway_name") or doc.get("name"), mode, upstreams)
+    state_dir = _resolve(o.get("state_dir") or doc.get("state_dir"), base) or str(_default_state_dir(name))
+    log_format = o.get("log_format") or doc.get("log_format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError("log_format must be 'text' or 'json'")
     config = GatewayConfig(
         mode=mode,
-        upstreams=_upstreams(doc, o, base),
-        state_dir=state_dir,
+        upstreams=upstreams,
+        state_dir=str(Path(state_dir).resolve()),
+        name=name,
+        log_format=log_format,
         verify=verify,
         issue=issue,
         replay=o.get("replay") or doc.get("replay"),
         audit=o.get("audit") or doc.get("audit"),
         pinning=bool(o.get("pinning") or doc.get("pinning", False)),
-        log_level=str(o.get("log_level") or doc.get("log_level", "WARNING")).upper(),
+        log_level=str(o.get("log_level") or doc.get("log_level", "INFO")).upper(),
         limits=_bounds(LimitsConfig(), _section(doc, "limits"), o, "[limits]"),
         **_listen(doc, o),
     )

@@ -53,7 +53,9 @@ _OWN_PATHS = frozenset({"/healthz", "/metrics"})
 _SESSION_RAW = _SESSION.encode()
 _ATTESTATION = HEADER_NAME.lower()
 _JSON_TYPE = (b"content-type", b"application/json")
-_END: Message = {}  # put on a GET stream's queue: the session is gone, end the stream
+_SSE_TYPE = (b"content-type", b"text/event-stream")
+# Put on a stream's or a waiting request's queue when the session is gone: end it, no answer.
+_END: Message = {}
 
 
 class _TooLargeError(Exception):
@@ -69,8 +71,21 @@ class _Downstream:
         self.waiters: dict[Any, asyncio.Queue[Message]] = {}
         self.stream: asyncio.Queue[Message] | None = None
         self.backlog: deque[Message] = deque(maxlen=_BACKLOG)
+        self.ended = False
+
+    def end(self) -> None:
+        """The client ended the session: open requests are cancelled, open streams close.
+
+        MCP: a cancelled request gets no response, so what the upstream (or
+        the gateway, as it closes the upstream) sends afterwards is dropped.
+        """
+        self.ended = True
+        for queue in [*self.waiters.values(), *([self.stream] if self.stream is not None else [])]:
+            queue.put_nowait(_END)
 
     async def sink(self, message: Message, related: tuple[Any, ...]) -> None:
+        if self.ended:
+            return
         for key in related:
             waiter = self.waiters.get(key)
             if waiter is not None:
@@ -132,7 +147,7 @@ class HttpListener:
     async def _dispatch(self, request: Request) -> Response:
         path = request.url.path
         if path == "/healthz":
-            return JSONResponse({"status": "ok", "mode": self.config.mode, "sessions": len(self.sessions)})
+            return JSONResponse(self._health())
         if path == "/metrics":
             return PlainTextResponse(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
         route = self._route_for(path)
@@ -147,6 +162,16 @@ class HttpListener:
         return PlainTextResponse(
             "method not allowed\n", status_code=405, headers={"allow": "GET, POST, DELETE"}
         )
+
+    def _health(self) -> dict[str, Any]:
+        """Liveness, and the fingerprint enforced per upstream (what clients must sign for)."""
+        return {
+            "status": "ok",
+            "name": self.config.name,
+            "mode": self.config.mode,
+            "sessions": len(self.sessions),
+            "upstreams": {up.name: {"fingerprint": up.fingerprint} for up in self.config.upstreams},
+        }
 
     def _route_for(self, path: str) -> Route | None:
         base = self.config.http_path
@@ -332,9 +357,10 @@ class HttpListener:
         except BaseException:
             downstream.waiters.pop(request_id, None)
             raise
-        if is_response(first_reply) and first_reply.get("id") == request_id:
-            downstream.waiters.pop(request_id, None)
-            await _send(send, 200, orjson.dumps(first_reply), [_JSON_TYPE, *extra])
+        if first_reply is _END or (is_response(first_reply) and first_reply.get("id") == request_id):
+            downstream.waiters.pop(request_id, None)  # _END: cancelled, no answer (an empty SSE stream)
+            body, kind = (b"", _SSE_TYPE) if first_reply is _END else (orjson.dumps(first_reply), _JSON_TYPE)
+            await _send(send, 200, body, [kind, *extra])
             return
         stream = StreamingResponse(
             self._stream(downstream, request_id, first_reply, queue),
@@ -348,7 +374,7 @@ class HttpListener:
     ) -> AsyncIterator[bytes]:
         try:
             message = first
-            while True:
+            while message is not _END:
                 yield _sse(message)
                 if is_response(message) and message.get("id") == request_id:
                     return
@@ -397,6 +423,7 @@ class HttpListener:
         entry = self.sessions.get(sid or "")
         if sid is None or entry is None or entry[0] is not route:
             return _rpc_error(404, -32001, "session not found")
+        entry[1].end()
         session = self._forget(sid)
         if session is not None:
             await session.close()
@@ -424,7 +451,10 @@ class HttpListener:
                         await session.close()
 
     async def close(self) -> None:
-        for sid in list(self.sessions):
+        """Shutdown: server streams end at once (no client is left waiting on a dead process)."""
+        for sid, (_, downstream) in list(self.sessions.items()):
+            if downstream.stream is not None:
+                downstream.stream.put_nowait(_END)
             session = self._forget(sid)
             if session is not None:
                 with contextlib.suppress(Exception):

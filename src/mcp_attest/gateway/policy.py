@@ -10,6 +10,7 @@ verifier sees the envelope and arguments as the client wrote them
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Mapping
@@ -60,6 +61,15 @@ class Decision:
     params: Message | None = None
     headers: dict[str, str] = field(default_factory=dict)
     outcome: str = "forwarded"
+    reason: str | None = None
+    detail: str | None = None
+    attestation_id: str | None = None
+
+
+def _judged(verdict: Verdict, **kwargs: Any) -> Decision:
+    """A decision carrying the verdict's facts, for the log line."""
+    reason = "accepted" if verdict.accepted or verdict.reason is None else verdict.reason.value
+    return Decision(reason=reason, detail=verdict.detail, attestation_id=verdict.attestation_id, **kwargs)
 
 
 def build_guard(
@@ -112,17 +122,25 @@ class Route:
     # -- negotiation (PROFILE section 8) --------------------------------------
 
     def advertise(self, result: Any) -> None:
-        """Add the server capability to an ``initialize`` / ``server/discover`` result.
+        """Say what the client must do, in an ``initialize`` / ``server/discover`` result.
 
-        Only in verify mode: there the gateway is the verifier the client
-        talks to. In issue mode the upstream's own advertisement is passed
-        through untouched, since it is the upstream that verifies.
+        Verify mode: the gateway is the verifier the client talks to, so it
+        advertises its own capability. Issue mode: the gateway signs every
+        call, so the client has to do nothing; the upstream's capability is
+        passed on with ``required`` false (its algorithms stay, for a client
+        that signs for itself), else an attesting client without a key
+        would refuse to send a call the gateway would have signed.
         """
-        if self.guard is None or not isinstance(result, dict):
+        capabilities = result.get("capabilities") if isinstance(result, dict) else None
+        if not isinstance(capabilities, dict):
             return
-        capabilities = result.get("capabilities")
-        if isinstance(capabilities, dict):
+        if self.guard is not None:
             self.guard.advertise(capabilities)
+        elif self.issuer is not None:
+            for place in ("extensions", "experimental"):
+                entries = capabilities.get(place)
+                if isinstance(entries, dict) and isinstance(entries.get(CAPABILITY), dict):
+                    entries[CAPABILITY] = {**entries[CAPABILITY], "required": False}
 
     def prepare_initialize(self, message: Message) -> Message:
         """In issue mode, tell the upstream this client (the gateway) attests."""
@@ -154,6 +172,7 @@ class Route:
             return Decision(
                 reply=gateway_error_result("invalid_params", "name must be a string and arguments an object"),
                 outcome="invalid",
+                reason="invalid_params",
             )
         args: dict[str, Any] = arguments or {}
         if self.pins is not None:
@@ -181,7 +200,9 @@ class Route:
         failed = self._record(verdict, str(tool), None, None)
         if failed is not None:
             return failed
-        return Decision(reply=gateway_error_result(detail.removeprefix("gateway."), why), outcome="rejected")
+        return _judged(
+            verdict, reply=gateway_error_result(detail.removeprefix("gateway."), why), outcome="rejected"
+        )
 
     def _judge(self, tool: str, inputs: CallInputs, header: str | None) -> Verdict | Decision:
         """The verdict and its audit record: run off the event loop for large calls."""
@@ -211,10 +232,13 @@ class Route:
         except Exception:
             logger.exception("audit append failed; refusing the call")
             self.metrics.error("audit_unavailable")
-            return Decision(
+            failed = _judged(
+                verdict,
                 reply=gateway_error_result("audit_unavailable", "the call could not be recorded"),
                 outcome="failed",
             )
+            failed.reason = "audit_unavailable"
+            return failed
         return None
 
     def _decision(self, verdict: Verdict | Decision, params: Message, headers: Mapping[str, str]) -> Decision:
@@ -222,7 +246,8 @@ class Route:
             return verdict
         assert self.guard is not None
         if not verdict.accepted:
-            return Decision(
+            return _judged(
+                verdict,
                 reply=self.guard.rejection(verdict).model_dump(by_alias=True, exclude_none=True, mode="json"),
                 outcome="rejected",
             )
@@ -230,25 +255,30 @@ class Route:
         header = headers.get(HEADER_NAME.lower())
         if header is not None and self.config.kind == "http":
             forward[HEADER_NAME] = header
-        return Decision(params=params, headers=forward)
+        return _judged(verdict, params=params, headers=forward)
 
     def _sign(self, tool: str, args: dict[str, Any], params: Message, headers: Mapping[str, str]) -> Decision:
         assert self.issuer is not None
         meta = params.get("_meta")
         meta = dict(meta) if isinstance(meta, dict) else {}
         if META_KEY in meta:  # the client attests for itself; never overwrite its plan
-            return Decision(params=params, outcome="passed")
+            return Decision(params=params, outcome="passed", reason="client_attested")
         try:  # HTTP header bytes reach us as latin-1 text; an intent is UTF-8 (RFC 9110 allows it)
             intent = (headers.get(INTENT_HEADER) or "").encode("latin-1").decode("utf-8").strip()
         except (UnicodeEncodeError, UnicodeDecodeError):
             return Decision(
-                reply=gateway_error_result("cannot_sign", "X-MCP-Intent is not UTF-8"), outcome="failed"
+                reply=gateway_error_result("cannot_sign", "X-MCP-Intent is not UTF-8"),
+                outcome="failed",
+                reason="cannot_sign",
+                detail="intent.not_utf8",
             )
         intent = intent or self.gateway.issue.default_intent
         if len(intent.encode("utf-8", "surrogatepass")) > _MAX_INTENT_BYTES:
             return Decision(
                 reply=gateway_error_result("cannot_sign", "intent is longer than 4096 bytes"),
                 outcome="failed",
+                reason="cannot_sign",
+                detail="intent.too_long",
             )
         issue = self.gateway.issue
         try:
@@ -261,12 +291,22 @@ class Route:
                 exp_seconds=issue.exp_seconds,
             )
         except CanonicalizationError as exc:
-            return Decision(reply=gateway_error_result("cannot_sign", exc.detail), outcome="failed")
+            return Decision(
+                reply=gateway_error_result("cannot_sign", exc.detail),
+                outcome="failed",
+                reason="cannot_sign",
+                detail=exc.detail,
+            )
         meta[META_KEY] = envelope.to_wire()
         forward = (
             {HEADER_NAME: encode_header(envelope)} if issue.header and self.config.kind == "http" else {}
         )
-        return Decision(params={**params, "_meta": meta}, headers=forward, outcome="signed")
+        return Decision(
+            params={**params, "_meta": meta},
+            headers=forward,
+            outcome="signed",
+            attestation_id=hashlib.sha256(envelope.signing_input()).hexdigest(),
+        )
 
 
 def _bounded(tool: str) -> str:

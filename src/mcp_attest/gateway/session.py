@@ -27,7 +27,8 @@ from mcp_attest.gateway.jsonrpc import (
     is_response,
     valid_id,
 )
-from mcp_attest.gateway.policy import Route
+from mcp_attest.gateway.logs import log_verdict
+from mcp_attest.gateway.policy import Decision, Route
 from mcp_attest.gateway.rawcall import AmbiguousCallError, call_inputs
 from mcp_attest.verdict import Reason
 
@@ -83,8 +84,18 @@ class GatewaySession:
         tool = params.get("name") if isinstance(params, dict) else None
         why = "tools/call must be a request (with an id); not forwarded"
         self.route.metrics.call(self.route.name, "rejected")
-        self.route.refuse(tool, Reason.SIGNATURE_INVALID, "gateway.not_a_request", why)
+        self._log(params, self.route.refuse(tool, Reason.SIGNATURE_INVALID, "gateway.not_a_request", why))
         return error_response(None, INVALID_REQUEST, why)
+
+    def _log(self, params: Any, decision: Decision) -> None:
+        log_verdict(
+            self.route.name,
+            params.get("name") if isinstance(params, dict) else None,
+            decision=decision.outcome,
+            reason=decision.reason,
+            detail=decision.detail,
+            attestation_id=decision.attestation_id,
+        )
 
     async def _invalid(self, message: Any, why: str, code: int = INVALID_REQUEST) -> None:
         self.route.metrics.error("client_invalid")
@@ -115,10 +126,14 @@ class GatewaySession:
                 inputs = call_inputs(raw, message)
             except AmbiguousCallError as exc:
                 self.route.metrics.call(self.route.name, "invalid")
+                self._log(
+                    params, Decision(outcome="invalid", reason="invalid_params", detail="call.ambiguous")
+                )
                 await self._answer(message, gateway_error_result("invalid_params", str(exc)))
                 return
             decision = await self.route.decide(params if isinstance(params, dict) else {}, headers, inputs)
             self.route.metrics.call(self.route.name, decision.outcome)
+            self._log(params, decision)
             if decision.reply is not None:
                 self.route.metrics.observe(time.perf_counter() - started)
                 await self._answer(message, decision.reply)
