@@ -66,6 +66,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
         ("malformed.projection_digest", "vaara-v0: `projectionDigest` does not match the projection."),
         ("signature.mismatch", "The signature does not verify over the signing input (V3, C1)."),
         ("internal.error", "A bug inside the verifier; it is logged and the call fails closed (V12)."),
+        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
     )),
     (Reason.KEY_UNAVAILABLE, (
         ("alg.not_allowed", "The envelope's `alg` is not on the verifier's allowlist (K1)."),
@@ -82,6 +83,8 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
     )),
     (Reason.TOOL_MISMATCH, (
         ("tool.not_in_plan", "No entry for this server names the called tool."),
+        ("gateway.tool_definition_changed", "Gateway pinning: the tool's definition changed since it was "
+                                            "pinned; refused until an operator re-pins."),
     )),
     (Reason.NONCE_REPLAY, (
         ("nonce.replayed", "Every matching entry was already used."),
@@ -114,6 +117,10 @@ REFUSAL_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
         "canonical.negative_zero": "`canonicalize` was given -0.0, which JCS cannot write.",
         "canonical.int_range": "`canonicalize` was given an integer no double holds exactly as written.",
         "canonical.depth": "`canonicalize` was given a value nested deeper than 64.",
+        "call.ambiguous": "Gateway: a tools/call whose own members (`name`, `arguments`, `_meta`, "
+        "`attestation`, `params`) repeat, or that is not strict JSON; refused unjudged.",
+        "intent.not_utf8": "Gateway, issue mode: the X-MCP-Intent header is not UTF-8.",
+        "intent.too_long": "Gateway, issue mode: the intent exceeds 4096 UTF-8 bytes.",
     }
 )
 """Codes of ``CanonicalizationError`` that never become a verdict's detail.
