@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import os
+import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from mcp_attest.gateway.config import UpstreamConfig
 from mcp_attest.gateway.jsonrpc import Message, dumps, parse_message
-from mcp_attest.gateway.link import OnMessage, nothing
+from mcp_attest.gateway.link import OnMessage, UpstreamStartError, nothing
 from mcp_attest.gateway.metrics import Metrics
 
 __all__ = ["StdioLink"]
@@ -90,6 +91,7 @@ class StdioLink:
         self._task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._replaying = False
+        self._start_error: str | None = None
         self.starts = 0
 
     async def start(self) -> None:
@@ -105,6 +107,9 @@ class StdioLink:
         except BaseException:
             await self.close()
             raise
+        if self._start_error is not None:
+            await self.close()
+            raise UpstreamStartError(self._start_error)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, **dict(self.config.env)}
@@ -127,9 +132,12 @@ class StdioLink:
             try:
                 self._proc = await self._spawn()
             except OSError as exc:
-                logger.error(
-                    "upstream %s: cannot start %s: %s", self.config.name, self.config.command[0], exc
-                )
+                why = f"cannot start {shlex.join(self.config.command)}: {exc.strerror or exc}"
+                logger.error("upstream %s %s", self.config.name, why)
+                if self.starts == 0:  # never came up: the client is told at once (start raises)
+                    self._start_error = f"upstream {self.config.name} {why}"
+                    self._ready.set()
+                    return
                 await self.on_down(f"cannot be started ({exc.strerror or exc})")
             else:
                 self.starts += 1
