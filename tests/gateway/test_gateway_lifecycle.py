@@ -445,3 +445,15 @@ def test_missing_upstream_command_answers_initialize_at_once_on_http(
     )
     assert found["connectMs"] < 5000  # was a TimeoutError after the 30 s upstream timeout
     assert "cannot start /nonexistent/bin/uvx" in err.read_text()  # and the operator sees it
+
+
+def test_stdio_upstream_answer_over_the_cap_says_so(hs_keys: Path, tmp_path: Path) -> None:
+    argv = gateway_argv(
+        "--stdio", "--mode", "issue", "--keys", hs_keys, "--iss", "agent",
+        "--upstream-cmd", shlex.join(FLAKY), "--name", "flaky", "--state-dir", tmp_path / "state",
+    )  # fmt: skip
+    answers, _ = _stdio_session(argv, [*_handshake(), _call(1, "huge"), _call(2, "ok")], _flaky_env(tmp_path))
+    assert answers[1]["error"]["message"] == (
+        "upstream flaky sent a message over 67108864 bytes, the gateway's cap; restarted"
+    )
+    assert answers[2]["result"]["content"][0]["text"].startswith("ok")  # the restarted process answers

@@ -92,6 +92,7 @@ class StdioLink:
         self._write_lock = asyncio.Lock()
         self._replaying = False
         self._start_error: str | None = None
+        self._why_down: str | None = None
         self.starts = 0
 
     async def start(self) -> None:
@@ -154,7 +155,8 @@ class StdioLink:
                 if self._closed:
                     return
                 logger.warning("upstream %s exited with code %s; restarting", self.config.name, code)
-                await self.on_down(f"exited (code {code})")
+                await self.on_down(self._why_down or f"exited (code {code})")
+                self._why_down = None
             if time.monotonic() - started > 10 * self.max_backoff:
                 backoff = 0.2
             await asyncio.sleep(backoff)
@@ -169,6 +171,7 @@ class StdioLink:
                 logger.error(
                     "upstream %s wrote a line over %d bytes; restarting it", self.config.name, _MAX_LINE
                 )
+                self._why_down = f"sent a message over {_MAX_LINE} bytes, the gateway's cap; restarted"
                 proc.kill()
                 break
             if not line:
