@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
 import orjson
@@ -461,7 +461,7 @@ def _utf16_key(key: str) -> bytes:
 
 
 def _write(value: Any, parts: list[str], depth: int) -> None:
-    if depth > MAX_DEPTH and isinstance(value, dict | list | tuple):
+    if depth > MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         _fail("canonical.depth", f"nesting deeper than {MAX_DEPTH}")
     if value is None:
         parts.append("null")
@@ -475,7 +475,7 @@ def _write(value: Any, parts: list[str], depth: int) -> None:
         parts.append(_format_int(value))
     elif isinstance(value, float):
         parts.append(_format_number(value))
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):  # any mapping, as the type hints promise (MappingProxyType, ...)
         if not all(isinstance(k, str) for k in value):
             _fail("canonical.key_type", "object keys must be strings")
         parts.append("{")

@@ -18,7 +18,15 @@ from typing import Final, NamedTuple
 
 from mcp_attest.verdict import Reason
 
-__all__ = ["DETAILS", "RECEIPT_PROBLEMS", "REFUSAL_DETAILS", "VERDICT_DETAILS", "VerdictDetail", "markdown"]
+__all__ = [
+    "DETAILS",
+    "GATEWAY_DETAILS",
+    "RECEIPT_PROBLEMS",
+    "REFUSAL_DETAILS",
+    "VERDICT_DETAILS",
+    "VerdictDetail",
+    "markdown",
+]
 
 
 class VerdictDetail(NamedTuple):
@@ -65,6 +73,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
         ("malformed.canonicalization", "vaara-v0: an args block names a canonicalization other than JCS."),
         ("malformed.projection_digest", "vaara-v0: `projectionDigest` does not match the projection."),
         ("signature.mismatch", "The signature does not verify over the signing input (V3, C1)."),
+        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
         ("internal.error", "A bug inside the verifier; it is logged and the call fails closed (V12)."),
     )),
     (Reason.KEY_UNAVAILABLE, (
@@ -82,6 +91,7 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
     )),
     (Reason.TOOL_MISMATCH, (
         ("tool.not_in_plan", "No entry for this server names the called tool."),
+        ("gateway.tool_definition_changed", "Gateway pinning: the tool's definition differs from its pin."),
     )),
     (Reason.NONCE_REPLAY, (
         ("nonce.replayed", "Every matching entry was already used."),
@@ -123,6 +133,15 @@ line, the gateway's ``cannot_sign`` answer and the audit record's
 ``argsError``; a verifier reports them as ``args.not_canonicalizable``.
 """
 
+GATEWAY_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "intent.not_utf8": "Issue mode: the X-MCP-Intent header is not UTF-8; nothing is signed.",
+        "intent.too_long": "Issue mode: the intent is longer than 4096 bytes; nothing is signed.",
+        "call.ambiguous": "A tools/call whose own JSON-RPC structure is ambiguous (e.g. repeated keys).",
+    }
+)
+"""Details of gateway answers that are not verdicts (its log line and audit record carry them)."""
+
 RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
     {
         "receipt.schema": "The receipt is not an object with exactly the receipt fields, typed as specified.",
@@ -136,8 +155,10 @@ RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
 )
 """``ReceiptCheck`` problem codes; three share a spelling with verdict details."""
 
-DETAILS: Final[frozenset[str]] = frozenset((*VERDICT_DETAILS, *REFUSAL_DETAILS, *RECEIPT_PROBLEMS))
-"""Every code in the three tables."""
+DETAILS: Final[frozenset[str]] = frozenset(
+    (*VERDICT_DETAILS, *REFUSAL_DETAILS, *GATEWAY_DETAILS, *RECEIPT_PROBLEMS)
+)
+"""Every code in the four tables."""
 
 
 def _code_rows(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -175,6 +196,11 @@ def markdown() -> str:
         "in the arguments as `args.not_canonicalizable`.",
         "",
         *_table("| Detail | Meaning |", _code_rows(REFUSAL_DETAILS.items())),
+        "## Gateway answers that are not verdicts",
+        "",
+        "The gateway's verdict log line and audit record carry these.",
+        "",
+        *_table("| Detail | Meaning |", _code_rows(GATEWAY_DETAILS.items())),
         "## Receipt problems",
         "",
         "`ReceiptCheck.problem` of `verify_receipt` and `mcp-attest receipt verify`.",

@@ -226,9 +226,8 @@ def test_duplicate_inflight_id_is_refused_and_the_first_request_still_gets_its_a
     assert dup.status_code == 409 and dup.json()["error"]["code"] == -32600, dup.text
     client.http.delete(client.url, headers={"mcp-session-id": client.sid})
     hung.join(10)
-    # the DELETE cancelled it: no answer (MCP), an SSE stream without events, and nothing left waiting
-    assert answers and answers[0].status_code == 200 and answers[0].text == ""
-    assert answers[0].headers["content-type"] == "text/event-stream"
+    # the DELETE cancelled the hung call: its POST ends as an empty event stream, freed, not answered
+    assert answers and answers[0].status_code == 200 and "data:" not in answers[0].text
 
 
 # -- 8. progress hijack -----------------------------------------------------------------------------

@@ -23,13 +23,14 @@ from typing import Any
 import orjson
 
 from mcp_attest import META_KEY
+from mcp_attest.errors import Error
 
 __all__ = ["AmbiguousCallError", "CallInputs", "call_inputs"]
 
 _LOSSY = re.compile(rb"\\u|-0(?![.\deE])|\d{20}")
 
 
-class AmbiguousCallError(ValueError):
+class AmbiguousCallError(Error, ValueError):
     """A call whose own structure (not its envelope or arguments) is ambiguous: refused, never judged."""
 
 
