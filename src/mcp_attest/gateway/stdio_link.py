@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import shlex
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -133,7 +132,8 @@ class StdioLink:
             try:
                 self._proc = await self._spawn()
             except OSError as exc:
-                why = f"cannot start {shlex.join(self.config.command)}: {exc.strerror or exc}"
+                # The program only: its arguments may hold secrets, and this text reaches clients.
+                why = f"cannot start {self.config.command[0]}: {exc.strerror or exc}"
                 logger.error("upstream %s %s", self.config.name, why)
                 if self.starts == 0:  # never came up: the client is told at once (start raises)
                     self._start_error = f"upstream {self.config.name} {why}"
