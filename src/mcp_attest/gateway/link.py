@@ -12,9 +12,13 @@ from typing import Any, Protocol
 
 from mcp_attest.gateway.jsonrpc import Message
 
-__all__ = ["Link", "OnMessage", "nothing"]
+__all__ = ["Link", "OnMessage", "UpstreamStartError", "nothing"]
 
 OnMessage = Callable[[Any, tuple[int, ...]], Awaitable[None]]
+
+
+class UpstreamStartError(Exception):
+    """An upstream that could not be started; the message names the command and the OS error."""
 
 
 class Link(Protocol):
