@@ -164,6 +164,7 @@ class GroupCommit(Generic[_In, _Out]):
         self._cond = threading.Condition()
         self._waiting: list[tuple[_In, _Slot[_Out]]] = []
         self._busy = False
+        self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
         slot: _Slot[_Out] = _Slot()
@@ -174,6 +175,7 @@ class GroupCommit(Generic[_In, _Out]):
             if slot.done:
                 return self._outcome(slot)
             self._busy = True
+            self.flushes += 1
             batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
         try:
             results = self._flush([i for i, _ in batch])

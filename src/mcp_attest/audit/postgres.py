@@ -1,11 +1,13 @@
 """The fleet audit backend: one chain in PostgreSQL, appended to by many processes.
 
-Every append locks the single ``audit_head`` row (``SELECT ... FOR
-UPDATE``) before it reads the head, so writers on any number of hosts
-queue on that row and the chain can neither fork nor skip a seq; the
+Every append takes the chain's transaction-scoped advisory lock before it
+reads the head (the newest record), so writers on any number of hosts
+queue on that lock and the chain can neither fork nor skip a seq; the
 ``seq`` primary key would refuse a fork even if the lock were bypassed.
-A row lock is released by COMMIT or by the death of the session, so a
-writer killed mid-append never leaves the chain locked.
+The lock is released by COMMIT or by the death of the session, so a
+writer killed mid-append never leaves the chain locked. (Schema version 1
+kept the head in an ``audit_head`` row and updated it on every append;
+version 2 drops it: one write less per record.)
 
 Scaling past one lock: the lock is held for the server's CPU work only,
 never for a WAL flush. The ``audit_append_many`` procedure seals a batch
@@ -93,6 +95,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     ),
     (
         "DROP FUNCTION {s}.audit_append(text, text, text, double precision, text, text, text)",
+        "DROP TABLE {s}.audit_head",
         # Seals drafts exactly as RecordDraft.seal does (see chain_members). The
         # lock is held without waiting for a WAL flush; the second, synchronous
         # commit (txid_current gives it a commit record) makes the batch durable.
@@ -107,7 +110,14 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
             body text;
         BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
-            SELECT h.seq, h.hash INTO h_seq, h_hash FROM {s}.audit_head h WHERE h.id = 1 FOR UPDATE;
+            PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
+            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+                h_seq := 0;
+                h_hash := '"""
+        + GENESIS_HASH
+        + """';
+            END IF;
             first_seq := h_seq + 1;
             first_prev := h_hash;
             hashes := '{{}}';
@@ -120,7 +130,6 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
                 INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
                     VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
             END LOOP;
-            UPDATE {s}.audit_head SET seq = h_seq, hash = h_hash WHERE id = 1;
             COMMIT;
             PERFORM txid_current();
         END
@@ -159,8 +168,8 @@ class PostgresAuditBackend:
         self._q = {
             name: sql.SQL(text).format(s=s)
             for name, text in {
-                "append": "CALL {s}.audit_append_many(%s, %s, %s, %s, %s, %s, %s)",
-                "head": "SELECT seq, hash FROM {s}.audit_head WHERE id = 1",
+                "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
+                "head": "SELECT seq, hash FROM {s}.audit_records ORDER BY seq DESC LIMIT 1",
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
                 "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
@@ -290,7 +299,7 @@ class PostgresAuditBackend:
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        found = self._run(lambda conn: conn.execute(self._q["append"], columns).fetchone())
+        found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
         if found is None:  # pragma: no cover - CALL always returns its INOUT row
             raise AuditUnavailable(f"audit log {self.location}: append returned nothing")
         seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])
