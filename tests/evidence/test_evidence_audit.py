@@ -81,9 +81,8 @@ def test_audit_record_holds_facts_digest_and_envelope_never_arguments(
 ) -> None:
     verdict, wire = decisions.accepted(q="secret plans", token="s3cr3t")
     with chain.open() as log:
-        record = log.append(
-            verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire
-        )
+        log.append(verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire)
+        (record,) = log.records()
     assert record.seq == 1 and record.body["prevHash"] == GENESIS_HASH
     assert record.facts == verdict.to_dict()
     assert record.tool == "search" and record.envelope == wire
@@ -223,10 +222,12 @@ def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Dec
         assert report.ok and report.envelopes_verified == 0
         assert any("no checkpoints" in w for w in report.warnings)
     signer, _ = cp_key
-    with chain.open(checkpoint_signer=signer, checkpoint_every=2) as log:
-        decisions.fill(log, 2)  # checkpoint at 4, then seq 5
+    with chain.open(checkpoint_signer=signer) as log:
+        decisions.fill(log, 2)
+        assert log.checkpoint() == 5
+        decisions.fill(log, 1)
         report = log.verify()
-        assert any("5..5 are after the last checkpoint" in w for w in report.warnings)
+        assert any("6..6 are after the last checkpoint" in w for w in report.warnings)
         assert any("signatures not checked" in w for w in report.warnings)
 
 
@@ -439,7 +440,7 @@ def test_audit_reopen_continues_the_same_chain(chain: Chain, decisions: Decision
     with chain.open() as log:
         assert log.backend.chain_id == first
         decisions.fill(log, 2)
-        assert log.backend.head()[0] == 5 and log.verify().ok
+        assert log.verify().ok and log.backend.head()[0] == 5
 
 
 def test_audit_readers_never_create_a_log(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
@@ -484,7 +485,8 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         args = {"q": "weather"}
         with pytest.raises(AuditUnavailable):
             log.append(verdict, tool="search", arguments=args, envelope=wire)
-        assert log.append(verdict, tool="search", arguments=args, envelope=wire).seq == 3
+        log.append(verdict, tool="search", arguments=args, envelope=wire)
+        assert [r.seq for r in log.records()] == [1, 2, 3]
         assert log.verify().ok
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location
