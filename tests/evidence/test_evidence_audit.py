@@ -31,6 +31,7 @@ from mcp_attest.audit import (
 )
 from mcp_attest.audit.record import GENESIS_HASH, RecordDraft, record_hash
 from mcp_attest.stores import open_audit_log
+from mcp_attest.verdict import format_rfc3339
 
 CP_ISSUER = "audit@test"
 
@@ -542,3 +543,39 @@ def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisio
     assert first.verify().ok
     first.close()
     second.close()
+
+
+def test_audit_postgres_schema_v1_log_migrates_and_continues(
+    pg_url: str, pg_log_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """A log written by the head-row version (schema 1) keeps its records and grows under version 2."""
+    from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - the one place that knows v1
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+        conn.execute(f'CREATE TABLE "{pg_schema}".schema_version (version integer)')
+        for stmt in _MIGRATIONS[0]:
+            conn.execute(psycopg.sql.SQL(stmt).format(s=psycopg.sql.Identifier(pg_schema)))
+        conn.execute(f'INSERT INTO "{pg_schema}".schema_version VALUES (1)')
+        conn.execute(f"INSERT INTO \"{pg_schema}\".audit_meta VALUES ('chain_id', 'c1')")
+        verdict, wire = decisions.accepted()
+        draft = RecordDraft.build(
+            verdict, chain_id="c1", tool="search", arguments={"q": "weather"}, envelope=wire
+        )
+        row = conn.execute(
+            f'SELECT * FROM "{pg_schema}".audit_append(%s, %s, %s, %s, %s, %s, %s)',
+            (
+                draft.prefix.decode(),
+                format_rfc3339(1e9),
+                draft.suffix.decode(),
+                1e9,
+                draft.sub,
+                draft.tool,
+                None,
+            ),
+        ).fetchone()
+        assert row is not None and row[0] == 1
+    with open_audit_log(pg_log_url) as log:
+        decisions.fill(log, 2)
+        report = log.verify(decisions.keyring)
+        assert [r.seq for r in log.records()] == [1, 2, 3] and report.ok, report.broken
