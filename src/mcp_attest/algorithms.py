@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from mcp_attest.envelope import b64url_decode, b64url_encode
+from mcp_attest.errors import ConfigurationError
 
 __all__ = [
     "ALGORITHMS",
@@ -47,7 +48,7 @@ _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
 _LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
-class KeyMaterialError(ValueError):
+class KeyMaterialError(ConfigurationError):
     """A key that must not be used; the message names it (K2, K3)."""
 
 

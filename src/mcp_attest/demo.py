@@ -398,8 +398,7 @@ def _table(rows: list[Row], out: TextIO, colour: bool) -> None:
         out.write(text + "\n")
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the demo; 0 when every row shows its expected verdict, else 1."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mcp-attest demo", description=__doc__)
     parser.add_argument(
         "--transport",
@@ -414,6 +413,12 @@ def run(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-color", action="store_true", help="never colour the table")
     parser.add_argument("--serve-upstream", metavar="DIR", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the demo; 0 when every row shows its expected verdict, else 1."""
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.serve_upstream is not None:  # the gateway's stdio child
         build_server(None, args.serve_upstream).run("stdio")

@@ -25,6 +25,7 @@ from mcp_attest.audit import AuditConfigError, AuditLog, CheckpointSigner, SQLit
 from mcp_attest.audit.backend import CheckpointSink
 from mcp_attest.audit.custody import FileWitness, load_or_create_signer, remote_key_path, sqlite_key_path
 from mcp_attest.audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 
-class StoreConfigError(ValueError):
+class StoreConfigError(ConfigurationError):
     """A store URL that names no supported store; the message says which forms exist."""
 
 

@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 
 import orjson
 
-__all__ = ["ArgsBinding", "AttestationRejected", "Reason", "Verdict", "format_rfc3339"]
+from mcp_attest.errors import Error
+
+__all__ = ["ArgsBinding", "AttestationRejectedError", "Reason", "Verdict", "format_rfc3339"]
 
 
 class Reason(enum.StrEnum):
@@ -44,6 +46,15 @@ def format_rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
+def no_truth_value(result: object) -> TypeError:
+    """What ``bool()`` of a result type raises, so ``if verdict:`` cannot pass a rejection.
+
+    Every result type is a non-empty tuple or an object, hence always true;
+    a caller who writes ``if verifier.verify(...)`` must be told at once.
+    """
+    return TypeError(f"a {type(result).__name__} has no truth value: read its .accepted field")
+
+
 class Verdict(NamedTuple):
     """What the verifier asserts about one tools/call.
 
@@ -71,6 +82,9 @@ class Verdict(NamedTuple):
     unknown_fields: tuple[str, ...] = ()
     projection_binding: ArgsBinding | None = None
     """A4: how the projection relates to the arguments when ``argsRef`` decided."""
+
+    def __bool__(self) -> bool:
+        raise no_truth_value(self)
 
     @property
     def attested(self) -> bool:
@@ -110,11 +124,16 @@ class Verdict(NamedTuple):
         return orjson.dumps(body).decode()
 
 
-class AttestationRejected(Exception):  # noqa: N818 - the name says what happened
-    """Raised by ``Verifier.require`` for callers who prefer exceptions."""
+class AttestationRejectedError(Error):
+    """A call was refused for one of the eight reasons; the tool did not run.
 
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(f"{verdict.reason}: {verdict.detail}")
+    ``Verifier.require`` raises it with the local ``verdict``; the attesting
+    client raises a subclass when a remote guard refused (then ``verdict``
+    is None: only the server holds the facts). One ``except`` serves both.
+    """
+
+    def __init__(self, reason: Reason, detail: str | None, verdict: Verdict | None = None) -> None:
+        super().__init__(f"attestation rejected: {reason.value}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.detail = detail
         self.verdict = verdict
-        self.reason = verdict.reason
-        self.detail = verdict.detail

@@ -8,15 +8,15 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import rfc8785
 
-from mcp_attest import HS256Key, Keyring, Verifier, encode_header
+from mcp_attest import HS256Key, Keyring, Verifier, VerifierPolicy, encode_header
 from mcp_attest.conformance.runner import run_v0
 from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, from_wire, sha256_tag, sign_v0, v0_verifier
-from mcp_attest.envelope import MalformedEnvelope
+from mcp_attest.envelope import MalformedEnvelopeError
 from shared_paths import v0_vectors
 
 V0 = v0_vectors()
@@ -90,8 +90,14 @@ def _projection(value: Any) -> dict[str, str]:
     return {"projection": text, "projectionDigest": sha256_tag(text.encode())}
 
 
-def _verify(envelope: Any, arguments: Any = ARGS, **kw: Any) -> dict[str, Any]:
-    verifier = v0_verifier(RING, SERVER, clock=lambda: NOW)
+Binding = Literal["spec", "strict"]
+
+
+def _verify(
+    envelope: Any, arguments: Any = ARGS, args_binding: Binding = "strict", **kw: Any
+) -> dict[str, Any]:
+    policy = VerifierPolicy(args_binding=args_binding)
+    verifier = v0_verifier(RING, SERVER, clock=lambda: NOW, policy=policy)
     return verifier.verify(envelope, tool="delete_file", arguments=arguments, **kw).to_dict()
 
 
@@ -109,8 +115,13 @@ REF = {"ref": "cid://x", "digest": sha256_tag(rfc8785.dumps(ARGS)), "canonicaliz
     ],
 )
 def test_v0_commitments_bind_like_the_spec(args: dict[str, str], binding: str) -> None:
-    facts = _verify(sign_v0(_body(args), RING))
+    facts = _verify(sign_v0(_body(args), RING), args_binding="spec")
     assert (facts["accepted"], facts["argsBinding"]) == (True, binding)
+
+
+def test_v0_redacted_projection_refused_by_default() -> None:
+    facts = _verify(sign_v0(_body(_projection({"path": "<redacted>"})), RING))
+    assert (facts["reason"], facts["detail"]) == ("args_commitment_mismatch", "args.not_bound")
 
 
 def test_v0_hash_only_and_ref_reject_other_arguments() -> None:
@@ -201,7 +212,7 @@ def test_v0_dialect_is_never_read_by_the_spec_verifier() -> None:
 
 
 def test_from_wire_refuses_non_objects_and_hash_only_uri_is_unresolvable() -> None:
-    with pytest.raises(MalformedEnvelope):
+    with pytest.raises(MalformedEnvelopeError):
         from_wire([])  # type: ignore[arg-type]
     env = from_wire(sign_v0(_body(HASH_ONLY), RING))
     ref = env.tool_calls[0].args_ref

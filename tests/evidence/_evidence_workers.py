@@ -26,7 +26,7 @@ import time
 
 from mcp_attest import Keyring
 from mcp_attest.mcp import AttestationGuard
-from mcp_attest.replay import StoreUnavailable, replay_key
+from mcp_attest.replay import StoreUnavailableError, replay_key
 from mcp_attest.stores import open_audit_log, open_replay_store
 from mcp_attest.verdict import ArgsBinding, Verdict
 
@@ -47,7 +47,7 @@ def claim(url: str, keys: int, seed: int) -> None:
         try:
             if store.claim(replay_key("iss", f"nonce-{i:08d}-padding", 0), now + 600, now):
                 won.append(i)
-        except StoreUnavailable as exc:
+        except StoreUnavailableError as exc:
             errors += 1
             print(f"claim {i}: {exc}", file=sys.stderr, flush=True)
     print(json.dumps({"won": won, "errors": errors}), flush=True)

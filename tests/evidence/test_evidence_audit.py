@@ -24,7 +24,7 @@ from mcp_attest.audit import (
     AuditConfigError,
     AuditLog,
     AuditRecord,
-    AuditUnavailable,
+    AuditUnavailableError,
     CheckpointSigner,
     RecordQuery,
     SQLiteAuditBackend,
@@ -470,7 +470,7 @@ def test_audit_refuses_a_schema_newer_than_the_code(chain: Chain) -> None:
 def test_audit_postgres_bad_schema_name_and_unreachable_server() -> None:
     with pytest.raises(AuditConfigError, match="invalid PostgreSQL schema name"):
         open_audit_log("postgresql://postgres@127.0.0.1/test?schema=bad-name;")
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         open_audit_log("postgresql://postgres@127.0.0.1:1/test")
 
 
@@ -484,7 +484,7 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
         args = {"q": "weather"}
-        with pytest.raises(AuditUnavailable):
+        with pytest.raises(AuditUnavailableError):
             log.append(verdict, tool="search", arguments=args, envelope=wire)
         log.append(verdict, tool="search", arguments=args, envelope=wire)
         assert [r.seq for r in log.records()] == [1, 2, 3]
@@ -504,10 +504,10 @@ def test_audit_sqlite_unwritable_log_is_unavailable(tmp_path: Path, decisions: D
         lambda: list(log.records()),
         lambda: log.backend.add_checkpoint(1, b"{}"),
     ):
-        with pytest.raises(AuditUnavailable):
+        with pytest.raises(AuditUnavailableError):
             action()
     log.close()  # the final checkpoint fails quietly
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         SQLiteAuditBackend(tmp_path / "no" / "such" / "dir.db")
 
 
@@ -518,7 +518,7 @@ def test_audit_a_failed_checkpoint_does_not_unacknowledge_the_record(
     log = open_audit_log(str(tmp_path / "a.db"), checkpoint_signer=signer, checkpoint_every=1)
 
     def down(seq: int, body: bytes) -> None:
-        raise AuditUnavailable("disk full")
+        raise AuditUnavailableError("disk full")
 
     monkeypatch.setattr(log.backend, "add_checkpoint", down)
     decisions.fill(log, 1)

@@ -13,7 +13,7 @@ import pytest
 from _evidence_helpers import ISSUER, SERVER, Decisions
 
 from mcp_attest import ArgsBinding, Issuer, Keyring, Reason, Verdict, Verifier, generate_key
-from mcp_attest.audit import AuditUnavailable, CheckpointSigner
+from mcp_attest.audit import AuditUnavailableError, CheckpointSigner
 from mcp_attest.audit.crosscheck import RecordFacts, envelope_problem, facts_problem
 from mcp_attest.audit.record import record_hash
 from mcp_attest.envelope import signing_input
@@ -180,13 +180,13 @@ def test_writer_refuses_to_sign_over_a_cut_or_holed_chain(decisions: Decisions, 
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM audit_records WHERE seq = 3")
     log.backend._head = None  # type: ignore[attr-defined]
-    with pytest.raises(AuditUnavailable, match="below the signed tree size 3"):
+    with pytest.raises(AuditUnavailableError, match="below the signed tree size 3"):
         log.checkpoint()
     log.close()  # logs the failed final checkpoint, still closes
     with sqlite3.connect(path) as conn:
         conn.execute("DELETE FROM audit_records WHERE seq = 1")
     fresh = open_audit_log(str(path), checkpoint_signer=signer, checkpoint_interval=0)
-    with pytest.raises(AuditUnavailable, match="record 1 is missing"):
+    with pytest.raises(AuditUnavailableError, match="record 1 is missing"):
         fresh.checkpoint()
     fresh.close()
 

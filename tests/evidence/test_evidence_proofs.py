@@ -14,7 +14,7 @@ import pytest
 from _evidence_helpers import Decisions
 
 from mcp_attest import Keyring, canonicalize, generate_key
-from mcp_attest.audit import AuditConfigError, AuditUnavailable
+from mcp_attest.audit import AuditConfigError, AuditUnavailableError
 from mcp_attest.audit.cli import main
 from mcp_attest.audit.custody import (
     CHECKPOINT_ISSUER,
@@ -196,9 +196,9 @@ def test_witness_file_tolerates_a_torn_line_and_reports_faults(tmp_path: Path) -
         fh.write(b'{"type":"mcp-attest/audit-chec')
     assert [seq for seq, _ in witness.checkpoints()] == [1]
     broken = FileWitness(tmp_path / "no" / "dir" / "w.jsonl")
-    with pytest.raises(AuditUnavailable, match="witness"):
+    with pytest.raises(AuditUnavailableError, match="witness"):
         broken.add_checkpoint(1, b"{}")
-    with pytest.raises(AuditUnavailable, match="witness"):
+    with pytest.raises(AuditUnavailableError, match="witness"):
         FileWitness(tmp_path).checkpoints()
 
 

@@ -61,7 +61,7 @@ class CheckpointSink(Protocol):
 
 
 class AuditBackend(CheckpointSink, Protocol):
-    """Storage for one chain. Every method raises ``AuditUnavailable`` on faults."""
+    """Storage for one chain. Every method raises ``AuditUnavailableError`` on faults."""
 
     @property
     def chain_id(self) -> str:

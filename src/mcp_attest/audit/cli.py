@@ -13,6 +13,7 @@ and the checkpoint key's public half are all it needs.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -66,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
 
     prove = sub.add_parser("prove", help="print an inclusion proof for one record")
-    prove.add_argument("url")
+    prove.add_argument("url", help="the audit log (as for verify)")
     prove.add_argument("seq", type=int, help="the record's seq")
     prove.add_argument(
         "--tree-size", type=int, help="a signed tree head's size (default: first covering SEQ)"
@@ -78,12 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--tree-head", help="your own copy of the (newer) signed tree head to check against")
 
     consistency = sub.add_parser("consistency", help="print a proof that one tree head extends another")
-    consistency.add_argument("url")
+    consistency.add_argument("url", help="the audit log (as for verify)")
     consistency.add_argument("old", type=int, help="size of the older signed tree head")
     consistency.add_argument("new", type=int, help="size of the newer signed tree head")
 
     export = sub.add_parser("export", help="print records as JSON Lines")
-    export.add_argument("url")
+    export.add_argument("url", help="the audit log (as for verify)")
     export.add_argument("--since", type=_timestamp, help="RFC 3339 time or epoch seconds (inclusive)")
     export.add_argument("--until", type=_timestamp, help="RFC 3339 time or epoch seconds (exclusive)")
     export.add_argument("--sub", help="only decisions for this subject")
@@ -91,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument("--reason", help="only this rejection reason ('accepted' for accepted calls)")
 
     tail = sub.add_parser("tail", help="print the newest records, and with --follow new ones as they come")
-    tail.add_argument("url")
+    tail.add_argument("url", help="the audit log (as for verify)")
     tail.add_argument("-n", "--lines", type=int, default=10, help="newest records to show (default 10)")
     tail.add_argument("--follow", "-f", action="store_true", help="print new records until interrupted")
     tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
@@ -234,9 +235,19 @@ def _summary(report: ChainReport) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Characters a terminal acts on or reorders (C1 controls, bidi embeddings, overrides and
+# isolates, line and paragraph separators): client-chosen text (a tool name, an envelope
+# field) must not rewrite what an operator reads. JSON's own escape keeps each line valid.
+_UNSAFE = re.compile("[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
 def _print_records(records: Iterable[AuditRecord], out: TextIO) -> None:
     for record in records:
-        out.write(record.to_json().decode("utf-8") + "\n")
+        out.write(_UNSAFE.sub(_escape, record.to_json().decode("utf-8")) + "\n")
         out.flush()
 
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
-from mcp_attest.envelope import Envelope, MalformedEnvelope, b64url_encode, parse_iat, signing_input
+from mcp_attest.envelope import Envelope, MalformedEnvelopeError, b64url_encode, parse_iat, signing_input
 from mcp_attest.keys import KeySource
 from mcp_attest.verdict import ArgsBinding, Reason
 
@@ -82,7 +82,7 @@ def envelope_problem(rec: RecordFacts, keys: KeySource | None) -> str | None:
         return None  # rejected before the verifier asserted who signed: nothing more to hold it to
     try:
         parsed = Envelope.from_wire(env, max_ttl=_MAX_TTL)
-    except MalformedEnvelope as exc:
+    except MalformedEnvelopeError as exc:
         return f"stored envelope is malformed ({exc.detail})"
     ia = parsed.issuer_asserted
     for fact, attr in _IDENTITY:

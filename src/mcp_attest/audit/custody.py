@@ -24,7 +24,7 @@ import orjson
 
 from mcp_attest.algorithms import key_from_jwk
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner, jwk_thumbprint
-from mcp_attest.audit.record import AuditConfigError, AuditUnavailable
+from mcp_attest.audit.record import AuditConfigError, AuditUnavailableError
 from mcp_attest.keys import Keyring, KeyringError, generate_key, keys_from_jwks
 
 __all__ = [
@@ -161,7 +161,7 @@ class FileWitness:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise AuditUnavailable(f"witness {self.path}: {exc.strerror or exc}") from None
+            raise AuditUnavailableError(f"witness {self.path}: {exc.strerror or exc}") from None
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         try:
@@ -169,7 +169,7 @@ class FileWitness:
         except FileNotFoundError:
             return []
         except OSError as exc:
-            raise AuditUnavailable(f"witness {self.path}: {exc.strerror or exc}") from None
+            raise AuditUnavailableError(f"witness {self.path}: {exc.strerror or exc}") from None
         found = []
         for line in lines:
             with contextlib.suppress(ValueError):

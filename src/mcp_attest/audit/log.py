@@ -27,7 +27,7 @@ from mcp_attest.audit.merkle import Frontier, leaf_hash
 from mcp_attest.audit.record import (
     GENESIS_HASH,
     AuditRecord,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
     index_columns,
@@ -170,7 +170,7 @@ class AuditLog:
     ) -> AuditRecord:
         """Record one decision; returns once the record is committed.
 
-        Raises ``AuditUnavailable`` when the backend cannot commit; the
+        Raises ``AuditUnavailableError`` when the backend cannot commit; the
         record is then not acknowledged.
         """
         draft = RecordDraft.build(
@@ -193,7 +193,7 @@ class AuditLog:
     def checkpoint(self) -> int | None:
         """Sign a tree head for the current head now; returns its seq.
 
-        None without a signer or records. Raises ``AuditUnavailable`` when
+        None without a signer or records. Raises ``AuditUnavailableError`` when
         the head cannot be read; a checkpoint that cannot be stored is
         logged, since the records it covers are committed either way.
         """
@@ -212,7 +212,7 @@ class AuditLog:
                     continue
                 try:
                     sink.add_checkpoint(seq, body)
-                except AuditUnavailable as exc:
+                except AuditUnavailableError as exc:
                     logger.warning("audit checkpoint at seq %d not written: %s", seq, exc)
             self._signed_seq = seq
             return seq
@@ -220,7 +220,7 @@ class AuditLog:
     def _root_at(self, seq: int) -> bytes:
         """Extend the tree to ``seq``: own records from memory, other writers' from the table."""
         if seq < self._tree.size:
-            raise AuditUnavailable(
+            raise AuditUnavailableError(
                 f"audit log {self.location}: head seq {seq} is below the signed tree size "
                 f"{self._tree.size} (records were removed)"
             )
@@ -233,7 +233,8 @@ class AuditLog:
                 RecordQuery(after_seq=self._tree.size, limit=min(_PAGE, seq - self._tree.size))
             )
             if not page or page[0].seq != self._tree.size + 1:
-                raise AuditUnavailable(f"audit log {self.location}: record {self._tree.size + 1} is missing")
+                missing = self._tree.size + 1
+                raise AuditUnavailableError(f"audit log {self.location}: record {missing} is missing")
             for row in page:
                 if row.seq != self._tree.size + 1:
                     break
@@ -245,7 +246,7 @@ class AuditLog:
         """A failed checkpoint must not un-acknowledge a committed record; the next one catches up."""
         try:
             self.checkpoint()
-        except AuditUnavailable as exc:
+        except AuditUnavailableError as exc:
             logger.warning("audit checkpoint not written: %s", exc)
 
     def _tick(self, interval: float) -> None:

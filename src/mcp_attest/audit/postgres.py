@@ -55,7 +55,7 @@ from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
     AuditConfigError,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
 )
@@ -114,9 +114,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
             SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
             IF NOT FOUND THEN
                 h_seq := 0;
-                h_hash := '"""
-        + GENESIS_HASH
-        + """';
+                h_hash := repeat('0', 64);
             END IF;
             first_seq := h_seq + 1;
             first_prev := h_hash;
@@ -194,7 +192,7 @@ class PostgresAuditBackend:
     # -- connection --------------------------------------------------------
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailable``.
+        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailableError``.
 
         A connection broken by a failover or restart is replaced on the next
         call, so the log recovers by itself once the server is back.
@@ -209,7 +207,8 @@ class PostgresAuditBackend:
                 return work(conn)
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AuditUnavailable(f"audit log (postgresql schema {self._schema}): {message}") from None
+                where = f"audit log (postgresql schema {self._schema})"
+                raise AuditUnavailableError(f"{where}: {message}") from None
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> str:
         """Create or upgrade the schema, unless it is current.
@@ -301,13 +300,13 @@ class PostgresAuditBackend:
                 column.append(value)
         found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
         if found is None:  # pragma: no cover - CALL always returns its INOUT row
-            raise AuditUnavailable(f"audit log {self.location}: append returned nothing")
+            raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
         seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])
         rows = []
         for (draft, now), server_hash in zip(batch, hashes, strict=True):
             row = draft.seal(seq, prev, now)
             if row.hash != server_hash:
-                raise AuditUnavailable(
+                raise AuditUnavailableError(
                     f"audit log {self.location}: the server sealed record {row.seq} differently "
                     "(its text encoding must be UTF8)"
                 )

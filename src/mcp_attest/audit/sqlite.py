@@ -26,7 +26,7 @@ from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
     AuditConfigError,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
 )
@@ -78,7 +78,7 @@ class SQLiteAuditBackend:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._chain_id = self._migrate() if create else self._check_schema()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     @property
     def chain_id(self) -> str:
@@ -197,7 +197,7 @@ class SQLiteAuditBackend:
                 self._conn.execute(_INSERT, row.db_values())
         except sqlite3.Error as exc:
             self._head = None
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
         self._head = (row.seq, row.hash)
         return row
 
@@ -208,7 +208,7 @@ class SQLiteAuditBackend:
                     "INSERT OR IGNORE INTO audit_checkpoints VALUES (?, ?)", (seq, body.decode("utf-8"))
                 )
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     # -- reading -----------------------------------------------------------
 
@@ -217,7 +217,7 @@ class SQLiteAuditBackend:
             with self._lock:
                 return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     def rows(self, query: RecordQuery) -> list[StoredRow]:
         where, params = query_clauses(query, "?")

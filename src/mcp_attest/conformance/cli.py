@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
@@ -67,33 +67,31 @@ def _summary(rows: Sequence[Row], out: TextIO) -> None:
             print(f"  {row.case}: {row.note}", file=out)
 
 
-def _cmd_run(argv: list[str]) -> int:
-    parser = _Parser(prog="mcp-attest vectors run")
-    parser.add_argument("dir", type=Path)
-    parser.add_argument("--dialect", choices=DIALECTS, default="spec")
-    args = parser.parse_args(argv)
+def _parser() -> _Parser:
+    parser = _Parser(prog="mcp-attest vectors", description="Run conformance vector bundles.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    run = sub.add_parser("run", help="run every case of a bundle and compare verdicts")
+    run.add_argument("dir", type=Path, help="bundle directory (holds the cases and their keys)")
+    run.add_argument(
+        "--dialect", choices=DIALECTS, default="spec", help="envelope dialect of the bundle (default: spec)"
+    )
+    run.set_defaults(handler=_cmd_run)
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     rows = run_bundle(args.dir, args.dialect)
     _table(rows, sys.stdout)
     _summary(rows, sys.stdout)
     return EXIT_OK if all(r.ok for r in rows) else EXIT_MISMATCH
 
 
-def _read(path: str, what: str) -> bytes:
-    try:
-        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    except OSError as exc:
-        raise _Usage(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-
-
-_COMMANDS = {"run": _cmd_run}
-
-
 def main(argv: list[str]) -> int:
     """Entry for ``mcp-attest vectors``; ``argv`` starts with the subcommand."""
     try:
-        if not argv or argv[0] not in _COMMANDS:
-            raise _Usage("usage: mcp-attest vectors run DIR [--dialect spec|vaara-v0]")
-        return _COMMANDS[argv[0]](list(argv[1:]))
+        args = _parser().parse_args(argv)
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
     except (_Usage, BundleError) as exc:
         print(f"mcp-attest vectors: {exc}", file=sys.stderr)
         return EXIT_USAGE

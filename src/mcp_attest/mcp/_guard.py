@@ -29,6 +29,7 @@ from mcp_attest import (
     VerifierPolicy,
     server_fingerprint,
 )
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.mcp._sdk import AttestationExtension, CapabilityMiddleware, install
 from mcp_attest.receipts import ReceiptSigner
 from mcp_attest.stores import open_keyed_audit_log, open_replay_store
@@ -190,7 +191,7 @@ class AttestationGuard:
         server_id: str | None = None,
         required: bool = True,
         replay_store: ReplayStore | str | None = None,
-        args_binding: Literal["spec", "strict"] = "spec",
+        args_binding: Literal["spec", "strict"] = "strict",
         multi_server: bool = True,
         include_detail: bool = True,
         on_verdict: VerdictHook | None = None,
@@ -355,8 +356,8 @@ class AttestationGuard:
 def _resolve_fingerprint(given: str | None, name: str | None, server_id: str | None) -> str:
     if given is not None:
         if name is not None or server_id is not None:
-            raise ValueError("give server_fingerprint or server_name/server_id, not both")
+            raise ConfigurationError("give server_fingerprint or server_name/server_id, not both")
         return given
     if name is None or server_id is None:
-        raise ValueError("give server_fingerprint, or both server_name and server_id")
+        raise ConfigurationError("give server_fingerprint, or both server_name and server_id")
     return server_fingerprint(name, server_id)
