@@ -275,3 +275,25 @@ def test_gateway_checkpoint_settings_from_file_and_flags(tmp_path: Path) -> None
     config.write_text(config.read_text().replace("every = 10", "every = 0"))
     with pytest.raises(ConfigError, match="every must be >= 1"):
         load_config(str(config))
+
+
+def test_gateway_keys_its_audit_log_and_labels_metrics_with_the_thumbprint(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from mcp_attest.gateway.app import Gateway  # noqa: PLC0415
+
+    keys = tmp_path / "keys.json"
+    Keyring().with_key("iss", generate_key("HS256", "k")).save(keys, private=True)
+    overrides = {"keys": str(keys), "stdio": True, "state_dir": str(tmp_path / "state")}
+    overrides["upstream"] = {"command": ["true"], "fingerprint": "fp"}
+    gateway = Gateway(load_config(None, overrides))
+    assert gateway.checkpoint_key is not None
+    thumbprint, public = gateway.checkpoint_key
+    assert public == str(tmp_path / "state" / "audit-checkpoint-key.jwks.json")
+    assert (
+        f'mcp_attest_gateway_audit_checkpoint_key_info{{thumbprint="{thumbprint}"}} 1'
+        in gateway.metrics.render()
+    )
+    asyncio.run(gateway.close())
+    with open_audit_log(str(tmp_path / "state" / "audit.sqlite"), create=False) as log:
+        assert log.verify(checkpoint_keys=load_checkpoint_keys(public)).ok
