@@ -579,3 +579,26 @@ def test_audit_postgres_schema_v1_log_migrates_and_continues(
         decisions.fill(log, 2)
         report = log.verify(decisions.keyring)
         assert [r.seq for r in log.records()] == [1, 2, 3] and report.ok, report.broken
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        version = conn.execute(f'SELECT version FROM "{pg_schema}".schema_version').fetchone()
+        source = conn.execute(
+            "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proname = 'audit_append_many'",
+            (pg_schema,),
+        ).fetchone()
+    assert version == (3,) and source is not None and "pg_logical_emit_message" in source[0]
+
+
+def test_audit_postgres_append_waits_for_the_wal_flush(
+    pg_url: str, pg_log_url: str, decisions: Decisions
+) -> None:
+    """Regression: an xid-only second commit was committed without a flush, so appends were not durable."""
+    with open_audit_log(pg_log_url) as log, psycopg.connect(pg_url, autocommit=True) as conn:
+        decisions.fill(log, 1)
+        before = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        decisions.fill(log, 40)
+        for stmt in ("SELECT pg_stat_force_next_flush()", "SELECT 1"):  # publish the writer's WAL stats now
+            log.backend._run(lambda c, stmt=stmt: c.execute(stmt))  # type: ignore[attr-defined]
+        after = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    assert before is not None and after is not None
+    assert after[0] - before[0] >= 20  # about one flush per append (was 0-1 for 40)
