@@ -13,12 +13,12 @@ Scaling past one lock: the lock is held for the server's CPU work only,
 never for a WAL flush. The ``audit_append_many`` procedure seals a batch
 of records under the lock and commits with ``synchronous_commit=off``
 (the lock is released at once), then commits a second transaction that
-writes one WAL message, synchronously: its flush covers the records, so the call
-returns only once they are durable, and concurrent writers' flushes are
-shared by PostgreSQL's WAL group flush instead of queueing behind the
-lock. A server crash between the two commits can lose only records whose
-append had not returned (never acknowledged), and always a suffix of the
-chain, since WAL is flushed in order. Within one process, concurrent
+writes one WAL message, synchronously: its flush covers the records, so
+the call returns only once they are durable, and concurrent writers'
+flushes are shared by PostgreSQL's WAL group flush instead of queueing
+behind the lock. A server crash between the two commits can lose only
+records whose append had not returned (never acknowledged), and always a
+suffix of the chain, since WAL is flushed in order. Within one process, concurrent
 appends are batched (group commit): whoever finds no batch in flight
 takes every waiting draft and writes them in one call.
 
