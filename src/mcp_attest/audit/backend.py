@@ -63,6 +63,8 @@ class CheckpointSink(Protocol):
 class AuditBackend(CheckpointSink, Protocol):
     """Storage for one chain. Every method raises ``AuditUnavailableError`` on faults."""
 
+    remote: bool  # an append is a network round trip (and a server's flush)
+
     @property
     def chain_id(self) -> str:
         """Random id fixed when the chain was created; every record carries it."""

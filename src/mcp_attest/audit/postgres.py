@@ -152,6 +152,8 @@ class PostgresAuditBackend:
     migrating anything (what ``verify`` and ``export`` want).
     """
 
+    remote = True
+
     def __init__(
         self,
         conninfo: str,
