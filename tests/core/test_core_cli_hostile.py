@@ -215,3 +215,10 @@ def test_client_reading_a_hostile_tool_result_is_not_a_rejection_and_does_not_cr
 
     result = CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
     assert parse_rejection(result) is None
+
+
+def test_client_header_transport_skips_a_request_body_nested_past_the_stack() -> None:
+    from mcp_attest.mcp.client import _attestation_in_body  # noqa: PLC0415 - the mcp extra
+
+    assert _attestation_in_body(b"[" * DEEP + b"]" * DEEP) is None
+    assert _attestation_in_body(b"not json") is None
