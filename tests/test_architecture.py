@@ -10,7 +10,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mcp_attest"
 CORE = [
-    "__init__", "algorithms", "canonical", "discovery", "envelope", "fingerprint", "issuer", "keys",
+    "__init__", "_build", "algorithms", "canonical", "discovery", "envelope", "fingerprint", "issuer", "keys",
     "receipts", "resolvers", "transport", "verdict", "verifier",
     "replay/__init__", "replay/base", "replay/memory", "replay/sqlite",
 ]  # fmt: skip

@@ -19,6 +19,8 @@ from typing import Any, NoReturn
 
 import orjson
 
+from mcp_attest import __version__
+from mcp_attest._build import active_build
 from mcp_attest.algorithms import ALGORITHMS, Key, key_from_jwk
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
 from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
@@ -324,6 +326,7 @@ def _add_receipt(sub: Any) -> None:
 
 def _parser() -> _Parser:
     parser = _Parser(prog="mcp-attest", description="SEP-2787 tool-call attestation for MCP.")
+    parser.add_argument("--version", action="version", version=f"mcp-attest {__version__}, {active_build()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_receipt):
         add(sub)
