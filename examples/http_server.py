@@ -17,7 +17,7 @@ server = MCPServer("example", extensions=[guard.extension()], middleware=[guard.
 def greet(name: str) -> str:
     """Say hello; only attested calls get here."""
     verdict = current_verdict()
-    return f"hello {name} (attestation {verdict.attestation_id if verdict else '-'})"
+    return f"hello {name} (attestation {verdict.attestation_id if verdict is not None else '-'})"
 
 
 if __name__ == "__main__":

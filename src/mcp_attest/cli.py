@@ -255,11 +255,11 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
     check = verify_receipt(receipt, ring, result=result, attestation_id=args.attestation_id)
     if args.json:
         sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
-    elif check.valid:
+    elif check.accepted:
         print(_colour("VALID", "32") + " receipt")
     else:
         print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
-    return EXIT_OK if check.valid else EXIT_NO
+    return EXIT_OK if check.accepted else EXIT_NO
 
 
 # -- wiring --------------------------------------------------------------------
@@ -295,7 +295,7 @@ def _add_verify(sub: Any) -> None:
     p.add_argument("--now")
     p.add_argument("--skew", type=int, default=30)
     p.add_argument("--max-ttl", type=int, default=DEFAULT_MAX_TTL)
-    p.add_argument("--args-binding", choices=("spec", "strict"), default="spec")
+    p.add_argument("--args-binding", choices=("spec", "strict"), default="strict")
     store = p.add_mutually_exclusive_group()
     store.add_argument("--replay-db")
     store.add_argument("--replay", choices=("memory",))

@@ -21,7 +21,7 @@ import orjson
 from mcp_attest.canonical import CanonicalizationError, canonicalize
 from mcp_attest.envelope import b64url_encode
 from mcp_attest.keys import Keyring
-from mcp_attest.verdict import Verdict, format_rfc3339
+from mcp_attest.verdict import Verdict, format_rfc3339, no_truth_value
 
 __all__ = ["RECEIPT_CAPABILITY", "ReceiptCheck", "ReceiptSigner", "result_digest", "verify_receipt"]
 
@@ -83,14 +83,20 @@ class ReceiptSigner:
 
 
 class ReceiptCheck(NamedTuple):
-    """The outcome of checking a receipt; ``problem`` is a stable code when not valid."""
+    """The outcome of checking a receipt; ``problem`` is a stable code when not accepted.
 
-    valid: bool
+    ``accepted`` is named as on ``Verdict`` so every result type reads the same.
+    """
+
+    accepted: bool
     problem: str | None = None
+
+    def __bool__(self) -> bool:
+        raise no_truth_value(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form the CLI prints."""
-        return {"valid": self.valid, "problem": self.problem}
+        return {"accepted": self.accepted, "problem": self.problem}
 
 
 def verify_receipt(

@@ -44,6 +44,15 @@ def format_rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
+def no_truth_value(result: object) -> TypeError:
+    """What ``bool()`` of a result type raises, so ``if verdict:`` cannot pass a rejection.
+
+    Every result type is a non-empty tuple or an object, hence always true;
+    a caller who writes ``if verifier.verify(...)`` must be told at once.
+    """
+    return TypeError(f"a {type(result).__name__} has no truth value: read its .accepted field")
+
+
 class Verdict(NamedTuple):
     """What the verifier asserts about one tools/call.
 
@@ -71,6 +80,9 @@ class Verdict(NamedTuple):
     unknown_fields: tuple[str, ...] = ()
     projection_binding: ArgsBinding | None = None
     """A4: how the projection relates to the arguments when ``argsRef`` decided."""
+
+    def __bool__(self) -> bool:
+        raise no_truth_value(self)
 
     @property
     def attested(self) -> bool:

@@ -67,7 +67,7 @@ class VerifierPolicy:
     algorithms: tuple[str, ...] = ALGORITHMS
     skew: int = 30
     max_ttl: int = DEFAULT_MAX_TTL
-    args_binding: Literal["spec", "strict"] = "spec"
+    args_binding: Literal["spec", "strict"] = "strict"
     multi_server: bool = True
     resolve_refs: bool = False
     include_detail: bool = True

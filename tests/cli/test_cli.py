@@ -217,15 +217,15 @@ def test_verify_header_and_file_disagree_is_transport_conflict(
     assert (code, facts["detail"]) == (1, "transport.conflict")
 
 
-def test_verify_tampered_arguments_under_strict_binding_rejected(
+def test_verify_tampered_arguments_rejected_with_default_flags(
     ring: tuple[Path, Path], env_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     evil = tmp_path / "evil.json"
     evil.write_text('{"path": "/etc/passwd", "n": 3}')
     code, facts = _verdict(capsys, [*_verify(ring[1], evil), str(env_file)])
-    assert (code, facts["argsBinding"]) == (0, "redacted")  # spec: accepted, NOT bound
-    code, facts = _verdict(capsys, [*_verify(ring[1], evil, "--args-binding", "strict"), str(env_file)])
-    assert (code, facts["reason"]) == (1, "args_commitment_mismatch")
+    assert (code, facts["reason"], facts["detail"]) == (1, "args_commitment_mismatch", "args.not_bound")
+    code, facts = _verdict(capsys, [*_verify(ring[1], evil, "--args-binding", "spec"), str(env_file)])
+    assert (code, facts["argsBinding"]) == (0, "redacted")  # the draft's reading, opt-in: NOT bound
 
 
 def test_verify_malformed_envelope_is_verdict_exit_1(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from mcp_attest import Keyring, canonicalize
+from mcp_attest import Keyring, VerifierPolicy, canonicalize
 from mcp_attest.conformance.vaara_v0 import sha256_tag, sign_v0, v0_verifier
 from mcp_attest.envelope import signing_input
 
@@ -180,7 +180,7 @@ def test_envelopes_vaara_emits_verify_in_our_v0_reader(vaara_python: Path) -> No
     out = _run_vaara(vaara_python, {"emit": emit})
     ring = _ours()
     for job, envelope in zip(emit, out["emitted"], strict=True):
-        verifier = v0_verifier(ring, SERVER)
+        verifier = v0_verifier(ring, SERVER, policy=VerifierPolicy(args_binding="spec"))
         verdict = verifier.verify(json.dumps(envelope).encode(), tool="read_file", arguments=ARGS)
         expected_binding = KINDS[job["calls"][-1]["kind"]]
         assert verdict.accepted, (job, verdict)

@@ -8,12 +8,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import rfc8785
 
-from mcp_attest import HS256Key, Keyring, Verifier, encode_header
+from mcp_attest import HS256Key, Keyring, Verifier, VerifierPolicy, encode_header
 from mcp_attest.conformance.runner import run_v0
 from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, from_wire, sha256_tag, sign_v0, v0_verifier
 from mcp_attest.envelope import MalformedEnvelope
@@ -90,8 +90,14 @@ def _projection(value: Any) -> dict[str, str]:
     return {"projection": text, "projectionDigest": sha256_tag(text.encode())}
 
 
-def _verify(envelope: Any, arguments: Any = ARGS, **kw: Any) -> dict[str, Any]:
-    verifier = v0_verifier(RING, SERVER, clock=lambda: NOW)
+Binding = Literal["spec", "strict"]
+
+
+def _verify(
+    envelope: Any, arguments: Any = ARGS, args_binding: Binding = "strict", **kw: Any
+) -> dict[str, Any]:
+    policy = VerifierPolicy(args_binding=args_binding)
+    verifier = v0_verifier(RING, SERVER, clock=lambda: NOW, policy=policy)
     return verifier.verify(envelope, tool="delete_file", arguments=arguments, **kw).to_dict()
 
 
@@ -109,8 +115,13 @@ REF = {"ref": "cid://x", "digest": sha256_tag(rfc8785.dumps(ARGS)), "canonicaliz
     ],
 )
 def test_v0_commitments_bind_like_the_spec(args: dict[str, str], binding: str) -> None:
-    facts = _verify(sign_v0(_body(args), RING))
+    facts = _verify(sign_v0(_body(args), RING), args_binding="spec")
     assert (facts["accepted"], facts["argsBinding"]) == (True, binding)
+
+
+def test_v0_redacted_projection_refused_by_default() -> None:
+    facts = _verify(sign_v0(_body(_projection({"path": "<redacted>"})), RING))
+    assert (facts["reason"], facts["detail"]) == ("args_commitment_mismatch", "args.not_bound")
 
 
 def test_v0_hash_only_and_ref_reject_other_arguments() -> None:

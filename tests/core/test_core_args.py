@@ -34,6 +34,7 @@ from mcp_attest import (
     Reason,
     ResolverError,
     Verifier,
+    VerifierPolicy,
     generate_key,
     resolve_data_uri,
 )
@@ -273,8 +274,16 @@ def test_a3_identity_projection(verifier: Verifier, keys: dict[str, Key], projec
     assert verdict.accepted and verdict.args_binding == "identity"
 
 
-def test_a3_redacted_projection_is_accepted_but_not_bound(verifier: Verifier, keys: dict[str, Key]) -> None:
+def test_a3_redacted_projection_is_refused_by_default(verifier: Verifier, keys: dict[str, Key]) -> None:
     verdict = verifier.verify(
+        _signed(keys, projection='{"path":"<redacted>"}'), tool=TOOL, arguments={"path": "/etc/shadow"}
+    )
+    assert reason_of(verdict) == (Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound")
+    assert VerifierPolicy().args_binding == "strict"
+
+
+def test_a3_spec_policy_accepts_redacted_but_not_bound(make_verifier: Any, keys: dict[str, Key]) -> None:
+    verdict = make_verifier(args_binding="spec").verify(
         _signed(keys, projection='{"path":"<redacted>"}'), tool=TOOL, arguments={"path": "/etc/shadow"}
     )
     assert verdict.accepted and verdict.args_binding == "redacted"

@@ -109,7 +109,7 @@ def test_r1_under_spec_a_redacted_entry_passes_for_any_arguments(
 ) -> None:
     a, b = {"path": "/a"}, {"path": "/b"}
     envelope = _plan_wire(keys, [entry(args=a), entry(args=b)])
-    verifier = make_verifier()  # spec
+    verifier = make_verifier(args_binding="spec")
     first = verifier.verify(envelope, tool=TOOL, arguments=b)
     assert (first.tool_call_index, first.args_binding) == (0, "redacted")
     second = verifier.verify(envelope, tool=TOOL, arguments=b)

@@ -654,6 +654,15 @@ def test_v12_require_raises_typed_exception_with_verdict(verifier: Verifier, key
     assert info.value.verdict.attestation_id is not None
 
 
+def test_verdict_has_no_truth_value(verifier: Verifier, keys: dict[str, Key]) -> None:
+    wire = dumps(sign_wire(unsigned_wire(HS), keys[HS]))
+    accepted, rejected = (verifier.verify(wire, tool=TOOL, arguments=ARGS) for _ in range(2))
+    for verdict in (accepted, rejected):  # `if verdict:` must not pass a rejection, nor an acceptance
+        with pytest.raises(TypeError, match=r"Verdict has no truth value: read its \.accepted field"):
+            bool(verdict)
+    assert (accepted.accepted, rejected.accepted) == (True, False)
+
+
 @pytest.mark.parametrize(
     "envelope",
     [b"", b"\x00" * 10, "text", bytearray(b"{}"), {"issuerAsserted": None}, [], 42, object()],

@@ -20,7 +20,7 @@ from mcp_attest.gateway.h1 import (
     ReadTimeout,
     RemoteProtocolError,
 )
-from mcp_attest.gateway.upstream import _lines
+from mcp_attest.gateway.http_link import _lines
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -66,6 +66,7 @@ def reason_cases(issuer: Issuer, signing_ring: Keyring, tag: str) -> list[Case]:
 
     replayed = sign(args("replay"))
     tampered = sign(args("original"))
+    projected = sign(args("projected"), commit="projection")
     forged = dict(sign(args("forged")))
     forged["signature"] = "0" * 64
     stale = Issuer(signing_ring, iss=ISS, sub="user:alice", clock=lambda: time.time() - 7200)
@@ -75,6 +76,8 @@ def reason_cases(issuer: Issuer, signing_ring: Keyring, tag: str) -> list[Case]:
         Case("first use", "mark", args("replay"), replayed, None),
         Case("replay", "mark", args("replay"), replayed, "nonce_replay"),
         Case("tampered args", "mark", args("tampered"), tampered, "args_commitment_mismatch"),
+        # only a projection of other arguments: redacted, refused by the default strict binding (A3)
+        Case("redacted args", "mark", args("redacted"), projected, "args_commitment_mismatch"),
         Case("forged signature", "mark", args("forged"), forged, "signature_invalid"),
         Case(
             "other server",

@@ -29,7 +29,8 @@ FRAMEWORKS = ("sdk", "lowlevel", "fastmcp")
 def _mark(marks: Path, name: str) -> str:
     (marks / name).touch()
     verdict = current_verdict()
-    return f"marked {name} " + (verdict.attestation_id or "unattested" if verdict else "no-verdict")
+    attested = "no-verdict" if verdict is None else verdict.attestation_id or "unattested"
+    return f"marked {name} {attested}"
 
 
 def build(framework: str, guard: AttestationGuard, marks: Path) -> Any:

@@ -42,7 +42,7 @@ def test_guard_attaches_receipt_that_verifies_against_received_result(
             received = result.model_dump(by_alias=True, exclude_none=True, mode="json")
             public = Keyring.from_dict(server_keys.to_dict(private=False))
             check = verify_receipt(receipt, public, result=received)
-            assert check.valid, check
+            assert check.accepted, check
             assert receipt["toolName"] == "mark" and receipt["isError"] is False
             rejected = await client.call_tool("mark", {"name": "r"}, meta={"attestation": envelope.to_wire()})
             assert rejected.is_error and (rejected.meta or {}).get("receipt") is None

@@ -56,13 +56,13 @@ def test_receipt_signed_by_server_verifies_with_public_ring(server_ring: Keyring
     check = verify_receipt(
         receipt, _public(server_ring), result=RESULT, attestation_id=accepted.attestation_id
     )
-    assert check.valid and check.problem is None
+    assert check.accepted and check.problem is None
 
 
 def test_receipt_result_digest_ignores_meta(server_ring: Keyring, accepted: Verdict) -> None:
     receipt = ReceiptSigner(server_ring, FP).sign(accepted, tool="delete", result=RESULT)
     with_meta = {**RESULT, "_meta": {"receipt": receipt}}
-    assert verify_receipt(receipt, server_ring, result=with_meta).valid
+    assert verify_receipt(receipt, server_ring, result=with_meta).accepted
 
 
 @pytest.mark.parametrize(
@@ -123,9 +123,16 @@ def test_receipt_cli_exit_codes(
     receipt["toolName"] = "evil"
     rpath.write_text(json.dumps(receipt))
     assert main(["receipt", "verify", str(rpath), "--keys", str(keys), "--json"]) == 1
-    assert json.loads(capsys.readouterr().out) == {"valid": False, "problem": "signature.mismatch"}
+    assert json.loads(capsys.readouterr().out) == {"accepted": False, "problem": "signature.mismatch"}
     rpath.write_text("not json")
     assert main(["receipt", "verify", str(rpath), "--keys", str(keys)]) == 1
     result_path.write_text("[]")
     assert main(["receipt", "verify", str(rpath), "--keys", str(keys), "--result", str(result_path)]) == 2
     assert main(["receipt", "verify", str(rpath), "--keys", str(tmp_path / "none.json")]) == 2
+
+
+def test_receipt_check_has_no_truth_value(server_ring: Keyring) -> None:
+    check = verify_receipt({"not": "a receipt"}, server_ring)
+    with pytest.raises(TypeError, match=r"\.accepted"):
+        bool(check)
+    assert (check.accepted, check.problem) == (False, "receipt.schema")

@@ -20,13 +20,16 @@ import httpx
 
 from mcp_attest import Keyring, KeyringError, StoreUnavailable
 from mcp_attest.audit.record import AuditError
+from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
 from mcp_attest.gateway.h1 import H1Pool
+from mcp_attest.gateway.http_link import HttpLink
+from mcp_attest.gateway.link import Link
 from mcp_attest.gateway.metrics import Metrics
 from mcp_attest.gateway.pins import PinStore
 from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issuer
 from mcp_attest.gateway.session import GatewaySession, Sink
-from mcp_attest.gateway.upstream import Channel, make_link
+from mcp_attest.gateway.stdio_link import StdioLink
 from mcp_attest.replay import ReplayStore
 from mcp_attest.stores import open_audit_log, open_replay_store
 
@@ -170,10 +173,10 @@ class Gateway:
                 self._stateless[route.name] = channel
         return GatewaySession(route, channel, sink)
 
-    def _link(self, up: UpstreamConfig) -> Any:
+    def _link(self, up: UpstreamConfig) -> Link:
         if up.kind != "http":
-            return make_link(up, self.metrics, None)
-        return make_link(up, self.metrics, self.client, self.pool)
+            return StdioLink(up, self.metrics)
+        return HttpLink(up, self.client, self.metrics, self.pool)
 
     async def close(self) -> None:
         for channel in self._stateless.values():

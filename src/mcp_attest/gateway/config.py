@@ -49,7 +49,7 @@ class UpstreamConfig:
 class VerifyConfig:
     keys: str | None = None
     required: bool = True
-    args_binding: Literal["spec", "strict"] = "spec"
+    args_binding: Literal["spec", "strict"] = "strict"
     multi_server: bool = True
     include_detail: bool = True
     skew: int = 30

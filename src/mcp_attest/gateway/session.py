@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.jsonrpc import (
     INVALID_REQUEST,
     Message,
@@ -23,7 +24,6 @@ from mcp_attest.gateway.jsonrpc import (
     is_response,
 )
 from mcp_attest.gateway.policy import Route
-from mcp_attest.gateway.upstream import Channel
 
 __all__ = ["GatewaySession", "Sink"]
 

@@ -188,7 +188,7 @@ class AttestationGuard:
         server_id: str | None = None,
         required: bool = True,
         replay_store: ReplayStore | str | None = None,
-        args_binding: Literal["spec", "strict"] = "spec",
+        args_binding: Literal["spec", "strict"] = "strict",
         multi_server: bool = True,
         include_detail: bool = True,
         on_verdict: VerdictHook | None = None,

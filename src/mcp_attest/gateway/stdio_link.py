@@ -1,0 +1,140 @@
+"""The link to an upstream that is a child process speaking JSON-RPC on stdio."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+
+from mcp_attest.gateway.config import UpstreamConfig
+from mcp_attest.gateway.jsonrpc import Message, dumps, parse_message
+from mcp_attest.gateway.link import OnMessage, nothing
+from mcp_attest.gateway.metrics import Metrics
+
+__all__ = ["StdioLink"]
+
+logger = logging.getLogger("mcp_attest.gateway")
+
+_MAX_LINE = 64 * 1024 * 1024
+
+
+class StdioLink:
+    """A child process speaking newline-delimited JSON-RPC, restarted with backoff.
+
+    The process stays up for the life of the link (no spawn per call); when
+    it dies, pending requests are failed by the channel (``on_down``) and a
+    new process is started after a delay that doubles up to ``max_backoff``
+    and resets once a process has stayed up for a while.
+    """
+
+    def __init__(self, config: UpstreamConfig, metrics: Metrics, *, max_backoff: float = 10.0) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.max_backoff = max_backoff
+        self.on_message: OnMessage = nothing
+        self.on_down: Callable[[str], Awaitable[None]] = nothing
+        self.on_up: Callable[[], Awaitable[None]] = nothing
+        self._proc: asyncio.subprocess.Process | None = None
+        self._ready = asyncio.Event()
+        self._closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._write_lock = asyncio.Lock()
+        self._replaying = False
+        self.starts = 0
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name=f"upstream-{self.config.name}")
+        await asyncio.wait_for(self._ready.wait(), timeout=self.config.timeout)
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        env = {**os.environ, **dict(self.config.env)}
+        return await asyncio.create_subprocess_exec(
+            *self.config.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,  # inherited: upstream logs stay visible next to the gateway's
+            env=env,
+            cwd=self.config.cwd,
+            limit=_MAX_LINE,
+        )
+
+    async def _supervise(self) -> None:
+        backoff = 0.2
+        while not self._closed:
+            started = time.monotonic()
+            try:
+                self._proc = await self._spawn()
+            except OSError as exc:
+                logger.error(
+                    "upstream %s: cannot start %s: %s", self.config.name, self.config.command[0], exc
+                )
+                await self.on_down(f"cannot be started ({exc.strerror or exc})")
+            else:
+                self.starts += 1
+                if self.starts > 1:
+                    self.metrics.restart(self.config.name)
+                    self._replaying = True
+                    try:
+                        await self.on_up()
+                    finally:
+                        self._replaying = False
+                self._ready.set()
+                code = await self._pump(self._proc)
+                self._ready.clear()
+                if self._closed:
+                    return
+                logger.warning("upstream %s exited with code %s; restarting", self.config.name, code)
+                await self.on_down(f"exited (code {code})")
+            if time.monotonic() - started > 10 * self.max_backoff:
+                backoff = 0.2
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def _pump(self, proc: asyncio.subprocess.Process) -> int | None:
+        assert proc.stdout is not None
+        while True:
+            try:
+                line = await proc.stdout.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                logger.error(
+                    "upstream %s wrote a line over %d bytes; restarting it", self.config.name, _MAX_LINE
+                )
+                proc.kill()
+                break
+            if not line:
+                break
+            if not line.strip():
+                continue
+            await self.on_message(parse_message(line), ())
+        return await proc.wait()
+
+    async def send(self, message: Message, headers: Mapping[str, str], request_id: int | None) -> None:
+        if not self._replaying:  # the handshake replay writes before anyone else may
+            await self._ready.wait()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        async with self._write_lock:
+            try:
+                proc.stdin.write(dumps(message) + b"\n")
+                await proc.stdin.drain()
+            except (ConnectionError, RuntimeError) as exc:
+                logger.warning("upstream %s: write failed: %s", self.config.name, exc)
+
+    async def close(self) -> None:
+        self._closed = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=2.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
