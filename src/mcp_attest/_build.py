@@ -17,6 +17,7 @@ COMPILED_MODULES = (
     "mcp_attest.algorithms",
     "mcp_attest.canonical",
     "mcp_attest.envelope",
+    "mcp_attest.replay.key",
     "mcp_attest.replay.memory",
     "mcp_attest.verdict",
     "mcp_attest.verifier",

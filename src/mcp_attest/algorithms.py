@@ -8,7 +8,6 @@ reinterpreted as another algorithm's key (no algorithm confusion).
 from __future__ import annotations
 
 import hmac
-import re
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from mcp_attest.envelope import b64url_decode, b64url_encode
+from mcp_attest.envelope import b64url_decode, b64url_encode, lower_hex_bytes
 
 __all__ = [
     "ALGORITHMS",
@@ -42,9 +41,6 @@ _ECDSA = ec.ECDSA(_SHA256)
 _PKCS1 = padding.PKCS1v15()
 _Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
-# E7: lowercase hex only. ``int(x, 16)`` and ``bytes.fromhex`` would also take
-# "0x", "_", spaces and uppercase, and raise on anything else.
-_LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
 class KeyMaterialError(ValueError):
@@ -118,7 +114,9 @@ class HS256Key(Key):
         return True
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if not _LOWER_HEX.fullmatch(signature_hex):
+        # Only ASCII text can be compared in constant time; anything but the
+        # expected lowercase hex then simply differs from it (E7).
+        if not signature_hex.isascii():
             return False
         expected = hmac.digest(self._secret, message, "sha256").hex()
         return hmac.compare_digest(expected, signature_hex)
@@ -177,10 +175,11 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
         super().__init__(kid, public, private)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != 128 or not _LOWER_HEX.fullmatch(signature_hex):
+        raw = lower_hex_bytes(signature_hex) if len(signature_hex) == 128 else None
+        if raw is None:
             return False
-        r = int(signature_hex[:64], 16)
-        s = int(signature_hex[64:], 16)
+        r = int.from_bytes(raw[:32], "big")
+        s = int.from_bytes(raw[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
             return False
         try:
@@ -229,10 +228,11 @@ class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
         self._hex_len = 2 * ((public.key_size + 7) // 8)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != self._hex_len or not _LOWER_HEX.fullmatch(signature_hex):
+        raw = lower_hex_bytes(signature_hex) if len(signature_hex) == self._hex_len else None
+        if raw is None:
             return False
         try:
-            self._public.verify(bytes.fromhex(signature_hex), message, _PKCS1, _SHA256)
+            self._public.verify(raw, message, _PKCS1, _SHA256)
         except InvalidSignature:
             return False
         return True
