@@ -15,10 +15,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from mcp_attest.envelope import b64url_decode, b64url_encode, lower_hex_bytes
 
@@ -183,7 +180,7 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
             return False
         try:
-            self._public.verify(encode_dss_signature(r, s), message, _ECDSA)
+            self._public.verify(_der_signature(raw[:32], raw[32:]), message, _ECDSA)
         except InvalidSignature:
             return False
         return True
@@ -209,6 +206,23 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
             d = self._private.private_numbers().private_value
             jwk["d"] = b64url_encode(d.to_bytes(32, "big"))
         return jwk
+
+
+def _der_integer(big_endian: bytes) -> bytes:
+    """A positive DER INTEGER: minimal length, a zero byte before a set high bit."""
+    digits = big_endian.lstrip(b"\x00")
+    if digits[0] & 0x80:
+        digits = b"\x00" + digits
+    return b"\x02" + bytes((len(digits),)) + digits
+
+
+def _der_signature(r: bytes, s: bytes) -> bytes:
+    """``encode_dss_signature`` for the non-zero 32-byte r and s of P-256, without its int round trip.
+
+    At most 2 * 35 bytes of content, so the short length form always applies.
+    """
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + bytes((len(body),)) + body
 
 
 class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):

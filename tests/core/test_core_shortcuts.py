@@ -11,9 +11,13 @@ import json
 from typing import Any
 
 import pytest
-from _core_helpers import OTHER_SERVER, entry, sign_wire, unsigned_wire
+from _core_helpers import OTHER_SERVER, P256_N, entry, sign_wire, unsigned_wire
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcp_attest import ArgsBinding, Envelope, Key, Verdict
+from mcp_attest.algorithms import _der_signature
 from mcp_attest.canonical import canonicalize
 from mcp_attest.envelope import lower_hex_bytes
 from mcp_attest.verdict import accepted_verdict
@@ -53,6 +57,18 @@ def test_accepted_verdict_matches_the_keyword_constructor_field_by_field() -> No
 )
 def test_lower_hex_bytes_takes_only_non_empty_lowercase_hex(text: str, expected: bytes | None) -> None:
     assert lower_hex_bytes(text) == expected
+
+
+_SCALAR = st.one_of(
+    st.integers(1, P256_N - 1),
+    st.integers(1, 2**64),  # leading zero bytes to strip
+    st.sampled_from([1, 0x7F, 0x80, 0xFF, 2**255, 2**255 - 1, P256_N - 1]),  # sign-bit edges
+)
+
+
+@given(_SCALAR, _SCALAR)
+def test_der_signature_equals_cryptography_encoding(r: int, s: int) -> None:
+    assert _der_signature(r.to_bytes(32, "big"), s.to_bytes(32, "big")) == encode_dss_signature(r, s)
 
 
 def test_key_verify_refuses_a_signature_with_a_space_between_bytes(keys: dict[str, Key]) -> None:
