@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -29,13 +29,13 @@ __all__ = [
     "key_from_jwk",
 ]
 
-ALGORITHMS = ("HS256", "ES256", "RS256")
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_MIN_HMAC_BYTES = 32
-_MIN_RSA_BITS = 2048
-_SHA256 = hashes.SHA256()
-_ECDSA = ec.ECDSA(_SHA256)
-_PKCS1 = padding.PKCS1v15()
+ALGORITHMS: Final = ("HS256", "ES256", "RS256")
+_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_MIN_HMAC_BYTES: Final = 32
+_MIN_RSA_BITS: Final = 2048
+_SHA256: Final = hashes.SHA256()
+_ECDSA: Final = ec.ECDSA(_SHA256)
+_PKCS1: Final = padding.PKCS1v15()
 _Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
 
@@ -291,7 +291,7 @@ def _jwk_int(jwk: dict[str, Any], member: str, name: str) -> int:
     return int.from_bytes(_jwk_bytes(jwk, member, name), "big")
 
 
-_KTY_FOR_ALG = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
+_KTY_FOR_ALG: Final = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
 
 
 def key_from_jwk(jwk: Any, *, label: str) -> Key:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import orjson
 
@@ -34,13 +34,13 @@ __all__ = [
     "proven_clean",
 ]
 
-MAX_ENVELOPE_BYTES = 64 * 1024
-MAX_DEPTH = 64
-MAX_SAFE_INTEGER = 2**53 - 1
-_BOM = b"\xef\xbb\xbf"
-_SORT = orjson.OPT_SORT_KEYS
+MAX_ENVELOPE_BYTES: Final = 64 * 1024
+MAX_DEPTH: Final = 64
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+_BOM: Final = b"\xef\xbb\xbf"
+_SORT: Final = orjson.OPT_SORT_KEYS
 # Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
-_CONTAINERS = (dict, list)
+_CONTAINERS: Final = (dict, list)
 
 
 class CanonicalizationError(ValueError):
@@ -241,7 +241,7 @@ def _check_value(value: Any, depth: int) -> None:
 # Arguments reader (C3)
 # ---------------------------------------------------------------------------
 
-_ARGS = "args.not_canonicalizable"
+_ARGS: Final = "args.not_canonicalizable"
 
 
 def _args_float(token: str) -> float:
@@ -378,11 +378,13 @@ def _fast_ok(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         return False
     t = type(value)
+    items: list[Any]
     if t is dict:
-        for k in value:
+        obj: dict[Any, Any] = value  # typed, so that mypyc iterates it natively
+        for k in obj:
             if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                 return False
-        items = value.values()
+        items = list(obj.values())
     elif t is list:
         items = value
     else:
@@ -406,7 +408,7 @@ def _fast_leaf(value: Any) -> bool:
     return t is str or t is bool or value is None
 
 
-_ESCAPES = {
+_ESCAPES: Final = {
     '"': '\\"',
     "\\": "\\\\",
     "\b": "\\b",

@@ -13,7 +13,7 @@ import calendar
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, NoReturn, TypeGuard
+from typing import Any, Final, NamedTuple, NoReturn, TypeGuard
 
 import orjson
 
@@ -43,29 +43,29 @@ __all__ = [
     "signing_input",
 ]
 
-DEFAULT_MAX_TTL = 3600
-MAX_TOOL_CALLS = 64
-_IDENT_LIMIT = 512
-_INTENT_LIMIT = 4096
-_NONCE_LIMIT = 256
-_MIN_NONCE_BYTES = 16
-_SIGNATURE_HEX = {"HS256": 64, "ES256": 128}
-_MIN_NONCE_B64 = 22  # the shortest unpadded base64url text of 16 bytes
+DEFAULT_MAX_TTL: Final = 3600
+MAX_TOOL_CALLS: Final = 64
+_IDENT_LIMIT: Final = 512
+_INTENT_LIMIT: Final = 4096
+_NONCE_LIMIT: Final = 256
+_MIN_NONCE_BYTES: Final = 16
+_SIGNATURE_HEX: Final = {"HS256": 64, "ES256": 128}
+_MIN_NONCE_B64: Final = 22  # the shortest unpadded base64url text of 16 bytes
 
-_TOP = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
-_ISSUER = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
-_PLANNER = frozenset({"intent", "requestedCapability", "plannerRef"})
-_PAYLOAD = frozenset({"toolCalls"})
-_CALL = frozenset({"name", "argsRef", "argsProjection", "serverFingerprint"})
-_REF = frozenset({"uri", "digest"})
-_COMMA_SIGNATURE = b',"signature":'
+_TOP: Final = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
+_ISSUER: Final = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
+_PLANNER: Final = frozenset({"intent", "requestedCapability", "plannerRef"})
+_PAYLOAD: Final = frozenset({"toolCalls"})
+_CALL: Final = frozenset({"name", "argsRef", "argsProjection", "serverFingerprint"})
+_REF: Final = frozenset({"uri", "digest"})
+_COMMA_SIGNATURE: Final = b',"signature":'
 # Builds a NamedTuple from a tuple of its fields in one C call: calling the
 # class runs the interpreted ``__new__`` that namedtuple generates, which
 # costs as much as the rest of the fast schema check.
-_new = tuple.__new__
+_new: Final = tuple.__new__
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_IAT = re.compile(
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+_IAT: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:00)",
     re.ASCII,
 )
@@ -368,9 +368,14 @@ def _typical(obj: dict[str, Any], max_ttl: int, proven: bytes) -> Envelope | Non
         and pd.keys() <= _PLANNER
     ):
         return None
-    alg, iss, sub, kid = ia.get("alg"), ia.get("iss"), ia.get("sub"), ia.get("secretVersion")
-    iat, exp, nonce, intent = ia.get("iat"), ia.get("expSeconds"), ia.get("nonce"), pd.get("intent")
-    calls = pl.get("toolCalls")
+    # Typed names for the checked dicts: mypyc then reads them with native dict calls.
+    issuer: dict[str, Any] = ia
+    planner: dict[str, Any] = pd
+    payload: dict[str, Any] = pl
+    alg, iss, sub = issuer.get("alg"), issuer.get("iss"), issuer.get("sub")
+    kid, iat, exp = issuer.get("secretVersion"), issuer.get("iat"), issuer.get("expSeconds")
+    nonce, intent = issuer.get("nonce"), planner.get("intent")
+    calls = payload.get("toolCalls")
     # Chained identity checks and character counts (4 UTF-8 bytes per
     # character at most) keep this to a handful of bytecodes per field.
     if not (
@@ -392,14 +397,18 @@ def _typical(obj: dict[str, Any], max_ttl: int, proven: bytes) -> Envelope | Non
         and _iat_ok(iat)
     ):
         return None
-    capability, planner_ref = pd.get("requestedCapability"), pd.get("plannerRef")
+    capability, planner_ref = planner.get("requestedCapability"), planner.get("plannerRef")
     if (capability is not None and not _ok(capability, 1 << 62)) or (
         planner_ref is not None and not _ok(planner_ref, 1 << 62)
     ):
         return None
     entries = []
-    for call in calls:
-        if type(call) is not dict or not call.keys() <= _CALL:
+    plan: list[Any] = calls
+    for raw_call in plan:
+        if type(raw_call) is not dict:
+            return None
+        call: dict[str, Any] = raw_call
+        if not call.keys() <= _CALL:
             return None
         name: Any = call.get("name")
         fingerprint: Any = call.get("serverFingerprint")

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Final, Literal, NoReturn
 
 from mcp_attest.algorithms import ALGORITHMS, Key
 from mcp_attest.canonical import (
@@ -51,7 +51,7 @@ EnvelopeReader = Callable[[Mapping[str, Any], int], Envelope]
 The hook for older dialects (PROFILE section 10): only the schema step
 differs, so V0 and V2-V12 stay the spec's.
 """
-_ARGS_MISMATCH = Reason.ARGS_COMMITMENT_MISMATCH
+_ARGS_MISMATCH: Final = Reason.ARGS_COMMITMENT_MISMATCH
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from typing import Final
 
 __all__ = ["replay_key"]
 
-_U32 = struct.Struct(">I")
+_U32: Final = struct.Struct(">I")
 
 
 def replay_key(iss: str, nonce: str, index: int) -> bytes:
