@@ -5,7 +5,7 @@ may change without notice.
 """
 
 from mcp_attest._build import active_build
-from mcp_attest.algorithms import ALGORITHMS, ES256Key, HS256Key, Key, RS256Key
+from mcp_attest.algorithms import ALGORITHMS, ES256Key, HS256Key, Key, KeyMaterialError, RS256Key
 from mcp_attest.canonical import (
     CanonicalizationError,
     canonicalize,
@@ -17,10 +17,11 @@ from mcp_attest.envelope import (
     ArgsRef,
     Envelope,
     IssuerAsserted,
-    MalformedEnvelope,
+    MalformedEnvelopeError,
     PlannerDeclared,
     ToolCall,
 )
+from mcp_attest.errors import ConfigurationError, Error
 from mcp_attest.fingerprint import server_fingerprint, tls_key_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, KeySource, generate_key
@@ -29,12 +30,12 @@ from mcp_attest.replay import (
     InMemoryReplayStore,
     ReplayStore,
     SQLiteReplayStore,
-    StoreUnavailable,
+    StoreUnavailableError,
     replay_key,
 )
 from mcp_attest.resolvers import FileResolver, ResolverError, resolve_data_uri
-from mcp_attest.transport import CAPABILITY, HEADER_NAME, META_KEY, decode_header, encode_header
-from mcp_attest.verdict import ArgsBinding, AttestationRejected, Reason, Verdict
+from mcp_attest.transport import CAPABILITY, HEADER_NAME, META_KEY, HeaderError, decode_header, encode_header
+from mcp_attest.verdict import ArgsBinding, AttestationRejectedError, Reason, Verdict
 from mcp_attest.verifier import Verifier, VerifierPolicy
 
 __version__ = "0.1.0"
@@ -47,21 +48,25 @@ __all__ = [
     "RECEIPT_CAPABILITY",
     "ArgsBinding",
     "ArgsRef",
-    "AttestationRejected",
+    "AttestationRejectedError",
     "CanonicalizationError",
+    "ConfigurationError",
     "DiscoveringKeyring",
     "ES256Key",
     "Envelope",
+    "Error",
     "FileResolver",
     "HS256Key",
+    "HeaderError",
     "InMemoryReplayStore",
     "Issuer",
     "IssuerAsserted",
     "Key",
+    "KeyMaterialError",
     "KeySource",
     "Keyring",
     "KeyringError",
-    "MalformedEnvelope",
+    "MalformedEnvelopeError",
     "PlannedCall",
     "PlannerDeclared",
     "RS256Key",
@@ -71,7 +76,7 @@ __all__ = [
     "ReplayStore",
     "ResolverError",
     "SQLiteReplayStore",
-    "StoreUnavailable",
+    "StoreUnavailableError",
     "ToolCall",
     "Verdict",
     "Verifier",

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from mcp_attest.envelope import b64url_decode, b64url_encode, lower_hex_bytes
+from mcp_attest.errors import ConfigurationError
 
 __all__ = [
     "ALGORITHMS",
@@ -40,7 +41,7 @@ _Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
 
 
-class KeyMaterialError(ValueError):
+class KeyMaterialError(ConfigurationError):
     """A key that must not be used; the message names it (K2, K3)."""
 
 

@@ -15,10 +15,14 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any, Final, NoReturn
 
 import orjson
+
+from mcp_attest.details import DETAILS
+from mcp_attest.errors import Error
 
 __all__ = [
     "MAX_DEPTH",
@@ -37,13 +41,18 @@ __all__ = [
 MAX_ENVELOPE_BYTES: Final = 64 * 1024
 MAX_DEPTH: Final = 64
 MAX_SAFE_INTEGER: Final = 2**53 - 1
+# Digit counts beyond which an integer token cannot be what its reader
+# needs, decided before int() so no token reaches Python's int-string
+# conversion limit (4300 digits, a ValueError) or float()'s OverflowError.
+_SAFE_INTEGER_DIGITS: Final = len(str(MAX_SAFE_INTEGER))
+_DOUBLE_DIGITS: Final = len(str(int(sys.float_info.max)))
 _BOM: Final = b"\xef\xbb\xbf"
 _SORT: Final = orjson.OPT_SORT_KEYS
 # Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
 _CONTAINERS: Final = (dict, list)
 
 
-class CanonicalizationError(ValueError):
+class CanonicalizationError(Error, ValueError):
     """A document the strict reader or the JCS writer refuses.
 
     ``detail`` is the stable code that ends up in a verdict; the message is
@@ -56,6 +65,7 @@ class CanonicalizationError(ValueError):
 
 
 def _fail(detail: str, message: str) -> NoReturn:
+    assert detail in DETAILS, f"unregistered detail code {detail!r}"
     raise CanonicalizationError(detail, message)
 
 
@@ -127,18 +137,31 @@ def proven_clean(value: Any, depth: int = 1) -> bool:
     return False
 
 
+def _shown(token: str) -> str:
+    """A number token as an error message quotes it: one short line whatever its length."""
+    if len(token) <= 40:
+        return repr(token)
+    return f"'{token[:20]}...' ({len(token)} characters)"
+
+
+def _digits(token: str) -> int:
+    return len(token) - token.startswith("-")
+
+
 def _reject_float(token: str) -> NoReturn:
     if token.startswith("-") and float(token) == 0.0:
-        _fail("malformed.negative_zero", f"negative zero {token!r}")
-    _fail("malformed.float", f"non-integer number {token!r} in envelope")
+        _fail("malformed.negative_zero", f"negative zero {_shown(token)}")
+    _fail("malformed.float", f"non-integer number {_shown(token)} in envelope")
 
 
 def _envelope_int(token: str) -> int:
+    if _digits(token) > _SAFE_INTEGER_DIGITS:
+        _fail("malformed.int_range", f"integer {_shown(token)} outside +-(2^53-1)")
     value = int(token)
     if value == 0 and token.startswith("-"):
-        _fail("malformed.negative_zero", f"negative zero {token!r}")
+        _fail("malformed.negative_zero", f"negative zero {_shown(token)}")
     if abs(value) > MAX_SAFE_INTEGER:
-        _fail("malformed.int_range", f"integer {token} outside +-(2^53-1)")
+        _fail("malformed.int_range", f"integer {_shown(token)} outside +-(2^53-1)")
     return value
 
 
@@ -166,32 +189,32 @@ def _slow_parse_envelope(data: bytes) -> dict[str, Any]:
     obj = _ENVELOPE_JSON.loads(text)
     if type(obj) is not dict:
         _fail("malformed.not_object", "envelope top level is not an object")
-    _check_strings_and_depth(obj, 1, "malformed")
+    _check_strings_and_depth(obj, 1, "malformed.depth", "malformed.surrogate")
     return obj
 
 
-def _check_strings_and_depth(value: Any, depth: int, prefix: str) -> None:
+def _check_strings_and_depth(value: Any, depth: int, depth_detail: str, surrogate_detail: str) -> None:
     """Refuse lone surrogates and excess depth, which ``json`` lets through."""
     if depth > MAX_DEPTH and type(value) in _CONTAINERS:
-        _fail(f"{prefix}.depth", f"nesting deeper than {MAX_DEPTH}")
+        _fail(depth_detail, f"nesting deeper than {MAX_DEPTH}")
     t = type(value)
     if t is str:
-        _require_scalar_values(value, prefix)
+        _require_scalar_values(value, surrogate_detail)
     elif t is dict:
         for k, v in value.items():
-            _require_scalar_values(k, prefix)
-            _check_strings_and_depth(v, depth + 1, prefix)
+            _require_scalar_values(k, surrogate_detail)
+            _check_strings_and_depth(v, depth + 1, depth_detail, surrogate_detail)
     elif t is list:
         for v in value:
-            _check_strings_and_depth(v, depth + 1, prefix)
+            _check_strings_and_depth(v, depth + 1, depth_detail, surrogate_detail)
 
 
-def _require_scalar_values(text: str, prefix: str) -> None:
+def _require_scalar_values(text: str, detail: str) -> None:
     if not text.isascii():
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            _fail(f"{prefix}.surrogate", "lone UTF-16 surrogate in a string")
+            _fail(detail, "lone UTF-16 surrogate in a string")
 
 
 def check_envelope_value(value: Any) -> dict[str, Any]:
@@ -217,16 +240,16 @@ def _check_value(value: Any, depth: int) -> None:
         for k, v in value.items():
             if type(k) is not str:
                 _fail("malformed.type", "object key is not a string")
-            _require_scalar_values(k, "malformed")
+            _require_scalar_values(k, "malformed.surrogate")
             _check_value(v, depth + 1)
     elif t is list:
         for v in value:
             _check_value(v, depth + 1)
     elif t is str:
-        _require_scalar_values(value, "malformed")
+        _require_scalar_values(value, "malformed.surrogate")
     elif t is int:
         if abs(value) > MAX_SAFE_INTEGER:
-            _fail("malformed.int_range", f"integer {value} outside +-(2^53-1)")
+            _fail("malformed.int_range", f"integer of {value.bit_length()} bits outside +-(2^53-1)")
     elif t is float:
         if value == 0.0 and math.copysign(1.0, value) < 0:
             _fail("malformed.negative_zero", "negative zero")
@@ -247,21 +270,26 @@ _ARGS: Final = "args.not_canonicalizable"
 def _args_float(token: str) -> float:
     value = float(token)
     if math.isinf(value):
-        _fail(_ARGS, f"number {token!r} overflows to infinity")
+        _fail(_ARGS, f"number {_shown(token)} overflows to infinity")
     if value == 0.0 and math.copysign(1.0, value) < 0:
-        _fail(_ARGS, f"number {token!r} is negative zero")
+        _fail(_ARGS, f"number {_shown(token)} is negative zero")
     return value
 
 
 def _args_int(token: str) -> int | float:
+    if _digits(token) > _DOUBLE_DIGITS:
+        _fail(_ARGS, f"integer {_shown(token)} overflows a double")
     value = int(token)
     if value == 0 and token.startswith("-"):
         _fail(_ARGS, "number '-0' is negative zero")
     if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return value
-    as_double = float(value)
+    try:
+        as_double = float(value)
+    except OverflowError:
+        _fail(_ARGS, f"integer {_shown(token)} overflows a double")
     if _format_number(as_double) != token:
-        _fail(_ARGS, f"integer {token} is not exactly representable as a double")
+        _fail(_ARGS, f"integer {_shown(token)} is not exactly representable as a double")
     return as_double
 
 
@@ -328,10 +356,7 @@ def parse_arguments(data: bytes | str) -> Any:
         except UnicodeDecodeError as exc:
             _fail("args.not_json", f"invalid UTF-8 at byte {exc.start}")
     value = _ARGS_JSON.loads(data)
-    try:
-        _check_strings_and_depth(value, 1, "args")
-    except CanonicalizationError as exc:
-        raise CanonicalizationError(_ARGS, str(exc)) from None
+    _check_strings_and_depth(value, 1, _ARGS, _ARGS)
     return value
 
 
@@ -420,7 +445,7 @@ _ESCAPES: Final = {
 
 
 def _write_string(text: str, parts: list[str]) -> None:
-    _require_scalar_values(text, "canonical")
+    _require_scalar_values(text, "canonical.surrogate")
     out = ['"']
     for ch in text:
         if ch in _ESCAPES:
@@ -438,7 +463,7 @@ def _utf16_key(key: str) -> bytes:
 
 
 def _write(value: Any, parts: list[str], depth: int) -> None:
-    if depth > MAX_DEPTH and isinstance(value, dict | list | tuple):
+    if depth > MAX_DEPTH and isinstance(value, Mapping | list | tuple):
         _fail("canonical.depth", f"nesting deeper than {MAX_DEPTH}")
     if value is None:
         parts.append("null")
@@ -452,7 +477,7 @@ def _write(value: Any, parts: list[str], depth: int) -> None:
         parts.append(_format_int(value))
     elif isinstance(value, float):
         parts.append(_format_number(value))
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):  # any mapping, as the type hints promise (MappingProxyType, ...)
         if not all(isinstance(k, str) for k in value):
             _fail("canonical.key_type", "object keys must be strings")
         parts.append("{")
@@ -478,13 +503,13 @@ def _format_int(value: int) -> str:
     """Integers are doubles in JCS: accept one only if it survives the round trip."""
     if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return str(value)
-    token = str(value)
-    try:
+    try:  # before str(): an int too long for a double may be too long for str() too
         as_double = float(value)
     except OverflowError:
-        _fail("canonical.int_range", f"integer {token} overflows a double")
+        _fail("canonical.int_range", f"integer of {value.bit_length()} bits overflows a double")
+    token = str(value)
     if _format_number(as_double) != token:
-        _fail("canonical.int_range", f"integer {token} is not exactly representable as a double")
+        _fail("canonical.int_range", f"integer {_shown(token)} is not exactly representable as a double")
     return token
 
 

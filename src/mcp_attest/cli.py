@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
 from mcp_attest import __version__
 from mcp_attest._build import active_build
+from mcp_attest._cli import EXIT_NO, EXIT_OK, EXIT_USAGE, Parser, UsageError, colour, usage_failure
 from mcp_attest.algorithms import ALGORITHMS, Key, key_from_jwk
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
 from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
+from mcp_attest.fingerprint import server_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, default_kid, generate_key
 from mcp_attest.receipts import load_receipt, verify_receipt
@@ -33,33 +35,28 @@ from mcp_attest.verifier import EnvelopeReader, Verifier, VerifierPolicy
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
 _MAX_INPUT_BYTES = 16 * 1024 * 1024
 
-# Commands owned by optional parts: name -> (module:function, extra to install).
+# Commands owned by optional parts: name -> (module:function, extra to install, one-line help).
 _EXTERNAL = {
-    "demo": ("mcp_attest.demo:run", "mcp"),
-    "gateway": ("mcp_attest.gateway.cli:main", "gateway"),
-    "audit": ("mcp_attest.audit.cli:main", "postgres"),
-    "vectors": ("mcp_attest.conformance.cli:main", ""),
+    "demo": (
+        "mcp_attest.demo:run",
+        "mcp",
+        "run attested, forged and replayed calls against an example server",
+    ),
+    "gateway": (
+        "mcp_attest.gateway.cli:main",
+        "gateway",
+        "verify or add attestations in front of MCP servers",
+    ),
+    "audit": ("mcp_attest.audit.cli:main", "postgres", "verify, export or follow a hash-chained audit log"),
+    "vectors": (
+        "mcp_attest.conformance.cli:main",
+        "",
+        "run a conformance vector bundle against the verifier",
+    ),
 }
-
-
-class UsageError(Exception):
-    """Bad flags, unreadable files or configuration: exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports through ``UsageError`` instead of exiting itself."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _colour(text: str, code: str, stream: Any = sys.stdout) -> str:
-    if stream.isatty() and not os.environ.get("NO_COLOR"):
-        return f"\033[{code}m{text}\033[0m"
-    return text
+_FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -137,7 +134,18 @@ def _read_arguments(path: str) -> Any:
         raise
 
 
+def _server(text: str) -> str:
+    """A fingerprint as the gateway and guard derive them; anything else would sign for no server."""
+    if not _FINGERPRINT.fullmatch(text):
+        raise UsageError(
+            f"--server {text!r} is not a fingerprint ('sha256:' and 64 lower-case hex digits); "
+            "get one with: mcp-attest fingerprint --name NAME [--id ID]"
+        )
+    return text
+
+
 def _cmd_sign(args: argparse.Namespace) -> int:
+    server = _server(args.server)
     ring = _load_keys(args.keys)
     clock = _clock(args.now)
     try:
@@ -153,7 +161,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
         issuer = Issuer(ring, iss=args.iss, sub=args.sub, kid=args.kid, clock=clock)
     except KeyringError as exc:
         raise UsageError(str(exc)) from None
-    call = PlannedCall(args.tool, arguments, args.server, args.commit, args.ref_uri)
+    call = PlannedCall(args.tool, arguments, server, args.commit, args.ref_uri)
     envelope = issuer.sign_plan(
         [call],
         intent=args.intent,
@@ -217,12 +225,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(verdict.to_dict()).decode() + "\n")
     elif verdict.accepted:
         binding = verdict.args_binding.value if verdict.args_binding else "-"
-        print(f"{_colour('ACCEPTED', '32')} {verdict.attestation_id} (args: {binding})")
+        print(f"{colour('ACCEPTED', '32')} {verdict.attestation_id} (args: {binding})")
         if verdict.args_binding is not None and verdict.args_binding.value == "redacted":
             print("warning: arguments are NOT bound (redacted projection)", file=sys.stderr)
     else:
         reason = verdict.reason.value if verdict.reason else "?"
-        print(f"{_colour('REJECTED', '31')} {reason} ({verdict.detail})")
+        print(f"{colour('REJECTED', '31')} {reason} ({verdict.detail})")
     return EXIT_OK if verdict.accepted else EXIT_NO
 
 
@@ -241,6 +249,14 @@ def _cmd_canonicalize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- fingerprint ---------------------------------------------------------------
+
+
+def _cmd_fingerprint(args: argparse.Namespace) -> int:
+    print(server_fingerprint(args.name, args.id))
+    return EXIT_OK
+
+
 # -- receipt -------------------------------------------------------------------
 
 
@@ -256,9 +272,9 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
     elif check.accepted:
-        print(_colour("VALID", "32") + " receipt")
+        print(colour("VALID", "32") + " receipt")
     else:
-        print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
+        print(f"{colour('INVALID', '31')} receipt ({check.problem})")
     return EXIT_OK if check.accepted else EXIT_NO
 
 
@@ -267,76 +283,120 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
 
 def _add_keygen(sub: Any) -> None:
     p = sub.add_parser("keygen", help="create or rotate a key in a keyring")
-    p.add_argument("--alg", required=True, choices=ALGORITHMS)
-    p.add_argument("--iss", required=True)
-    p.add_argument("--kid")
-    p.add_argument("--out", required=True)
-    p.add_argument("--public-out")
+    p.add_argument("--alg", required=True, choices=ALGORITHMS, help="signature algorithm of the new key")
+    p.add_argument("--iss", required=True, help="issuer the key signs for (e.g. agent://planner)")
+    p.add_argument("--kid", help="key id (default: a date-based id)")
+    p.add_argument("--out", required=True, help="signing keyring to create or append to (mode 0600)")
+    p.add_argument("--public-out", help="verify-only keyring to create or append to")
     p.set_defaults(handler=_cmd_keygen)
+
+
+_SIGN_REQUIRED = {
+    "--keys": "signing keyring",
+    "--iss": "issuer to sign as",
+    "--sub": "subject the call is made for (e.g. user:alice)",
+    "--intent": "declared intent, in words",
+    "--tool": "name of the tool to call",
+    "--args": "JSON file with the call's arguments (- for stdin)",
+    "--server": "fingerprint of the server (sha256:<64 hex>; see: mcp-attest fingerprint)",
+}
+_SIGN_OPTIONAL = {
+    "--kid": "key id to sign with (default: the newest key of the issuer)",
+    "--ref-uri": "argsRef URI (default: a data: URI holding the canonical arguments)",
+    "--requested-capability": "requestedCapability to declare",
+    "--planner-ref": "plannerRef to declare",
+    "--now": "sign as of this RFC 3339 UTC time (tests, vectors)",
+}
 
 
 def _add_sign(sub: Any) -> None:
     p = sub.add_parser("sign", help="sign an envelope for one tool call")
-    for flag in ("--keys", "--iss", "--sub", "--intent", "--tool", "--args", "--server"):
-        p.add_argument(flag, required=True)
-    for flag in ("--kid", "--ref-uri", "--requested-capability", "--planner-ref", "--now"):
-        p.add_argument(flag)
-    p.add_argument("--commit", choices=("projection", "ref", "both"), default="projection")
-    p.add_argument("--exp", type=int, default=300)
-    p.add_argument("--header", action="store_true")
+    for flag, text in _SIGN_REQUIRED.items():
+        p.add_argument(flag, required=True, help=text)
+    for flag, text in _SIGN_OPTIONAL.items():
+        p.add_argument(flag, help=text)
+    p.add_argument(
+        "--commit",
+        choices=("projection", "ref", "both"),
+        default="projection",
+        help="how the arguments are committed to (default: projection)",
+    )
+    p.add_argument("--exp", type=int, default=300, help="lifetime in seconds (default: 300)")
+    p.add_argument("--header", action="store_true", help="print the X-MCP-Attestation value instead of JSON")
     p.set_defaults(handler=_cmd_sign)
 
 
 def _add_verify(sub: Any) -> None:
     p = sub.add_parser("verify", help="verify an envelope for one tool call")
-    p.add_argument("envelope", nargs="?")
-    for flag in ("--keys", "--server", "--tool", "--args"):
-        p.add_argument(flag, required=True)
-    p.add_argument("--now")
-    p.add_argument("--skew", type=int, default=30)
-    p.add_argument("--max-ttl", type=int, default=DEFAULT_MAX_TTL)
-    p.add_argument("--args-binding", choices=("spec", "strict"), default="strict")
+    p.add_argument("envelope", nargs="?", help="envelope JSON file, or - for stdin")
+    p.add_argument("--keys", required=True, help="verify keyring")
+    p.add_argument("--server", required=True, help="this server's fingerprint")
+    p.add_argument("--tool", required=True, help="name of the tool being called")
+    p.add_argument("--args", required=True, help="JSON file with the call's arguments")
+    p.add_argument("--now", help="verify as of this RFC 3339 UTC time")
+    p.add_argument("--skew", type=int, default=30, help="allowed clock skew in seconds (default: 30)")
+    p.add_argument(
+        "--max-ttl", type=int, default=DEFAULT_MAX_TTL, help="longest lifetime accepted, in seconds"
+    )
+    p.add_argument(
+        "--args-binding",
+        choices=("spec", "strict"),
+        default="strict",
+        help="strict (default) refuses envelopes that do not bind the arguments; spec accepts them",
+    )
     store = p.add_mutually_exclusive_group()
-    store.add_argument("--replay-db")
-    store.add_argument("--replay", choices=("memory",))
-    p.add_argument("--dialect", choices=("spec", "vaara-v0"), default="spec")
-    p.add_argument("--header-value")
-    for flag in ("--no-multi-server", "--resolve-refs", "--json"):
-        p.add_argument(flag, action="store_true")
+    store.add_argument("--replay-db", help="SQLite file remembering nonces across runs")
+    store.add_argument("--replay", choices=("memory",), help="remember nonces for this run only")
+    p.add_argument("--dialect", choices=("spec", "vaara-v0"), default="spec", help="envelope dialect")
+    p.add_argument("--header-value", help="the envelope as an X-MCP-Attestation value")
+    p.add_argument("--no-multi-server", action="store_true", help="refuse plans naming several servers")
+    p.add_argument("--resolve-refs", action="store_true", help="always resolve argsRef URIs")
+    p.add_argument("--json", action="store_true", help="print the verdict as one JSON object")
     p.set_defaults(handler=_cmd_verify)
 
 
 def _add_canonicalize(sub: Any) -> None:
     p = sub.add_parser("canonicalize", help="print the RFC 8785 bytes of a JSON document")
-    p.add_argument("file")
+    p.add_argument("file", help="JSON file, or - for stdin")
     p.set_defaults(handler=_cmd_canonicalize)
+
+
+def _add_fingerprint(sub: Any) -> None:
+    p = sub.add_parser("fingerprint", help="print the server fingerprint for a server name and id")
+    p.add_argument("--name", required=True, help="server name (the gateway's --server-name)")
+    p.add_argument("--id", default="", help="server id (the gateway's --server-id; default empty)")
+    p.set_defaults(handler=_cmd_fingerprint)
 
 
 def _add_receipt(sub: Any) -> None:
     p = sub.add_parser("receipt", help="check execution receipts")
-    receipt_sub = p.add_subparsers(dest="receipt_command", required=True, parser_class=_Parser)
+    receipt_sub = p.add_subparsers(dest="receipt_command", required=True, parser_class=Parser)
     p = receipt_sub.add_parser("verify", help="verify a receipt's signature, and its result if given")
-    p.add_argument("receipt")
+    p.add_argument("receipt", help="receipt JSON file, or - for stdin")
     p.add_argument("--keys", required=True, help="keyring holding the server's key under its fingerprint")
     p.add_argument("--result", help="the tool result (JSON) the receipt should cover")
-    p.add_argument("--attestation-id")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--attestation-id", help="the attestation id the receipt must name")
+    p.add_argument("--json", action="store_true", help="print the check as one JSON object")
     p.set_defaults(handler=_cmd_receipt_verify)
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="mcp-attest", description="SEP-2787 tool-call attestation for MCP.")
+def _parser() -> Parser:
+    parser = Parser(
+        prog="mcp-attest",
+        description="SEP-2787 tool-call attestation for MCP.",
+        epilog="Each command has its own --help. Exit codes: 0 ok, 1 a 'no' verdict, 2 usage error.",
+    )
     parser.add_argument("--version", action="version", version=f"mcp-attest {__version__}, {active_build()}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_receipt):
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_fingerprint, _add_receipt):
         add(sub)
-    for name in _EXTERNAL:
-        sub.add_parser(name, help=f"see: mcp-attest {name} --help", add_help=False)
+    for name, (_, _, text) in _EXTERNAL.items():
+        sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
 def _external(name: str, argv: list[str]) -> int:
-    target, extra = _EXTERNAL[name]
+    target, extra, _ = _EXTERNAL[name]
     module_name, _, func_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -350,6 +410,9 @@ def _external(name: str, argv: list[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list:
+        _parser().print_help(sys.stderr)
+        return EXIT_USAGE
     try:
         if args_list and args_list[0] in _EXTERNAL:
             return _external(args_list[0], args_list[1:])
@@ -357,8 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UsageError as exc:
-        print(f"mcp-attest: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_failure("mcp-attest", exc)
     except KeyboardInterrupt:
         return 130
 

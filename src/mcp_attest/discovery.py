@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from mcp_attest.algorithms import Key
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.keys import Keyring, KeyringError, keys_from_jwks
 
 __all__ = ["WELL_KNOWN_PATH", "DiscoveringKeyring"]
@@ -95,19 +96,19 @@ def parse_target(url: str) -> _Target:
     """
     parts = urlsplit(url)
     if parts.scheme != "https":
-        raise ValueError(f"{url!r}: key discovery is HTTPS only")
+        raise ConfigurationError(f"{url!r}: key discovery is HTTPS only")
     try:
         port = parts.port or 443
     except ValueError:
-        raise ValueError(f"{url!r}: invalid port") from None
+        raise ConfigurationError(f"{url!r}: invalid port") from None
     host = parts.hostname or ""
     if parts.username is not None or parts.password is not None:
-        raise ValueError(f"{url!r}: user information is not allowed")
+        raise ConfigurationError(f"{url!r}: user information is not allowed")
     if not (_HOST_NAME.fullmatch(host) or _ip_literal(host)):
-        raise ValueError(f"{url!r}: invalid host")
+        raise ConfigurationError(f"{url!r}: invalid host")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     if any(not "!" <= c <= "~" for c in path):
-        raise ValueError(f"{url!r}: path must be printable ASCII without spaces")
+        raise ConfigurationError(f"{url!r}: path must be printable ASCII without spaces")
     return _Target(host, port, path, url)
 
 
@@ -115,7 +116,7 @@ def well_known_url(iss: str) -> str:
     """K5's default location: the issuer host's ``/.well-known`` path, whatever the issuer's own path."""
     parts = urlsplit(iss)
     if parts.scheme != "https" or not parts.netloc:
-        raise ValueError(f"issuer {iss!r} is not an https:// URL; configure its JWKS URL")
+        raise ConfigurationError(f"issuer {iss!r} is not an https:// URL; configure its JWKS URL")
     return f"https://{parts.netloc}{WELL_KNOWN_PATH}"
 
 
@@ -228,15 +229,15 @@ class DiscoveringKeyring:
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 0 < timeout <= 30:
-            raise ValueError("timeout must be in (0, 30] seconds")
+            raise ConfigurationError("timeout must be in (0, 30] seconds")
         if not 0 < min_ttl <= default_ttl <= max_ttl:
-            raise ValueError("need 0 < min_ttl <= default_ttl <= max_ttl")
+            raise ConfigurationError("need 0 < min_ttl <= default_ttl <= max_ttl")
         if max_bytes < 1 or max_issuers < 1 or refresh_interval < 0:
-            raise ValueError("max_bytes and max_issuers must be positive, refresh_interval >= 0")
+            raise ConfigurationError("max_bytes and max_issuers must be positive, refresh_interval >= 0")
         if ssl_context is not None and not (
             ssl_context.check_hostname and ssl_context.verify_mode == ssl.CERT_REQUIRED
         ):
-            raise ValueError("ssl_context must verify certificates and host names")
+            raise ConfigurationError("ssl_context must verify certificates and host names")
         self._static = static
         self._static_issuers = frozenset(static.issuers()) if static is not None else frozenset()
         mapping = issuers if isinstance(issuers, Mapping) else dict.fromkeys(issuers)

@@ -26,6 +26,8 @@ from mcp_attest.canonical import (
     parse_envelope_json,
     proven_clean,
 )
+from mcp_attest.details import DETAILS
+from mcp_attest.errors import Error
 
 __all__ = [
     "DEFAULT_MAX_TTL",
@@ -33,7 +35,7 @@ __all__ = [
     "ArgsRef",
     "Envelope",
     "IssuerAsserted",
-    "MalformedEnvelope",
+    "MalformedEnvelopeError",
     "PlannerDeclared",
     "ToolCall",
     "b64url_decode",
@@ -71,7 +73,7 @@ _IAT: Final = re.compile(
 )
 
 
-class MalformedEnvelope(ValueError):  # noqa: N818 - reads as a state, like the reason
+class MalformedEnvelopeError(Error, ValueError):
     """A schema violation (E1-E8, C2); ``detail`` is the verdict's detail code."""
 
     def __init__(self, detail: str, message: str) -> None:
@@ -80,7 +82,8 @@ class MalformedEnvelope(ValueError):  # noqa: N818 - reads as a state, like the 
 
 
 def _bad(detail: str, message: str) -> NoReturn:
-    raise MalformedEnvelope(detail, message)
+    assert detail in DETAILS, f"unregistered detail code {detail!r}"
+    raise MalformedEnvelopeError(detail, message)
 
 
 def b64url_encode(data: bytes) -> str:
@@ -288,7 +291,7 @@ def _c2(check: Callable[[Any], dict[str, Any]], value: Any) -> dict[str, Any]:
     try:
         return check(value)
     except CanonicalizationError as exc:
-        raise MalformedEnvelope(exc.detail, str(exc)) from None
+        raise MalformedEnvelopeError(exc.detail, str(exc)) from None
 
 
 def _fast_envelope(obj: dict[str, Any], data: bytes, max_ttl: int) -> Envelope | None:
@@ -301,7 +304,7 @@ def _fast_envelope(obj: dict[str, Any], data: bytes, max_ttl: int) -> Envelope |
         return env
     try:
         env = Envelope.from_wire(obj, max_ttl=max_ttl)
-    except MalformedEnvelope:
+    except MalformedEnvelopeError:
         return None
     for pointer in env.unknown_fields:
         # The pointer holds the unknown key itself: keep non-BMP keys off the fast path.

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from mcp_attest.canonical import canonicalize_arguments
 from mcp_attest.envelope import DEFAULT_MAX_TTL, Envelope, b64url_encode, signing_input
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.keys import Keyring
 
 __all__ = ["Commit", "Issuer", "PlannedCall", "data_uri"]
@@ -109,7 +110,7 @@ class Issuer:
         that the profile would call malformed.
         """
         if not 1 <= exp_seconds <= DEFAULT_MAX_TTL:
-            raise ValueError(f"exp_seconds must be in 1..{DEFAULT_MAX_TTL}")
+            raise ConfigurationError(f"exp_seconds must be in 1..{DEFAULT_MAX_TTL}")
         planner: dict[str, Any] = {"intent": intent}
         if requested_capability:
             planner["requestedCapability"] = requested_capability
@@ -135,8 +136,8 @@ class Issuer:
 
 def _entry(call: PlannedCall) -> dict[str, Any]:
     if call.commit not in _COMMITS:
-        raise ValueError(f"commit must be one of {', '.join(_COMMITS)}")
-    content = canonicalize_arguments(dict(call.arguments))
+        raise ConfigurationError(f"commit must be one of {', '.join(_COMMITS)}")
+    content = canonicalize_arguments(call.arguments)
     entry: dict[str, Any] = {"name": call.tool, "serverFingerprint": call.server_fingerprint}
     if call.commit in ("projection", "both"):
         entry["argsProjection"] = content.decode("utf-8")

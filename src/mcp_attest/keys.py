@@ -27,6 +27,7 @@ from mcp_attest.algorithms import (
     RS256Key,
     key_from_jwk,
 )
+from mcp_attest.errors import ConfigurationError
 
 __all__ = ["KeySource", "Keyring", "KeyringError", "generate_key", "keys_from_jwks"]
 
@@ -42,7 +43,7 @@ class KeySource(Protocol):
         ...
 
 
-class KeyringError(ValueError):
+class KeyringError(ConfigurationError):
     """A keyring that cannot be used; always a configuration error (V12)."""
 
 

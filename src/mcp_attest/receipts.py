@@ -20,6 +20,7 @@ import orjson
 
 from mcp_attest.canonical import CanonicalizationError, canonicalize
 from mcp_attest.envelope import b64url_encode
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.keys import Keyring
 from mcp_attest.verdict import Verdict, format_rfc3339, no_truth_value
 
@@ -66,7 +67,7 @@ class ReceiptSigner:
     def sign(self, verdict: Verdict, *, tool: str, result: Mapping[str, Any]) -> dict[str, Any]:
         """A receipt for an accepted, attested call and the result it produced."""
         if not verdict.attested or verdict.args_binding is None:
-            raise ValueError("receipts are issued only for accepted, attested calls")
+            raise ConfigurationError("receipts are issued only for accepted, attested calls")
         receipt: dict[str, Any] = {
             "attestationId": verdict.attestation_id,
             "toolName": tool,

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
 
+from mcp_attest.errors import Error
+
 __all__ = ["MAX_REF_BYTES", "FileResolver", "Resolver", "ResolverError", "resolve_data_uri"]
 
 MAX_REF_BYTES = 1024 * 1024
@@ -21,7 +23,7 @@ MAX_REF_BYTES = 1024 * 1024
 Resolver = Callable[[str], bytes]
 
 
-class ResolverError(ValueError):
+class ResolverError(Error, ValueError):
     """A reference that cannot be fetched under the configured limits."""
 
 

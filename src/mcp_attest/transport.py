@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mcp_attest.canonical import MAX_ENVELOPE_BYTES
 from mcp_attest.envelope import Envelope, b64url_decode, b64url_encode
+from mcp_attest.errors import Error
 
 __all__ = [
     "CAPABILITY",
@@ -21,7 +22,7 @@ META_KEY = "attestation"
 MAX_HEADER_CHARS = MAX_ENVELOPE_BYTES
 
 
-class HeaderError(ValueError):
+class HeaderError(Error, ValueError):
     """A header value that is not base64url of at most 64 KiB."""
 
 

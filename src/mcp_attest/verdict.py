@@ -8,7 +8,16 @@ from typing import Any, NamedTuple
 
 import orjson
 
-__all__ = ["ArgsBinding", "AttestationRejected", "Reason", "Verdict", "accepted_verdict", "format_rfc3339"]
+from mcp_attest.errors import Error
+
+__all__ = [
+    "ArgsBinding",
+    "AttestationRejectedError",
+    "Reason",
+    "Verdict",
+    "accepted_verdict",
+    "format_rfc3339",
+]
 
 
 class Reason(enum.StrEnum):
@@ -164,11 +173,16 @@ def accepted_verdict(
     )
 
 
-class AttestationRejected(Exception):  # noqa: N818 - the name says what happened
-    """Raised by ``Verifier.require`` for callers who prefer exceptions."""
+class AttestationRejectedError(Error):
+    """A call was refused for one of the eight reasons; the tool did not run.
 
-    def __init__(self, verdict: Verdict) -> None:
-        super().__init__(f"{verdict.reason}: {verdict.detail}")
+    ``Verifier.require`` raises it with the local ``verdict``; the attesting
+    client raises a subclass when a remote guard refused (then ``verdict``
+    is None: only the server holds the facts). One ``except`` serves both.
+    """
+
+    def __init__(self, reason: Reason, detail: str | None, verdict: Verdict | None = None) -> None:
+        super().__init__(f"attestation rejected: {reason.value}" + (f" ({detail})" if detail else ""))
+        self.reason = reason
+        self.detail = detail
         self.verdict = verdict
-        self.reason = verdict.reason
-        self.detail = verdict.detail

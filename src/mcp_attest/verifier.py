@@ -26,19 +26,21 @@ from mcp_attest.canonical import (
     parse_arguments,
     parse_envelope_json,
 )
+from mcp_attest.details import VERDICT_DETAILS
 from mcp_attest.envelope import (
     DEFAULT_MAX_TTL,
     Envelope,
-    MalformedEnvelope,
+    MalformedEnvelopeError,
     ToolCall,
     b64url_encode,
     parse_iat,
 )
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.keys import KeySource
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, replay_key
 from mcp_attest.resolvers import MAX_REF_BYTES, Resolver, resolve_data_uri
 from mcp_attest.transport import HeaderError, decode_header
-from mcp_attest.verdict import ArgsBinding, AttestationRejected, Reason, Verdict, accepted_verdict
+from mcp_attest.verdict import ArgsBinding, AttestationRejectedError, Reason, Verdict, accepted_verdict
 
 __all__ = ["EnvelopeInput", "EnvelopeReader", "Verifier", "VerifierPolicy"]
 
@@ -75,13 +77,13 @@ class VerifierPolicy:
     def __post_init__(self) -> None:
         unknown = set(self.algorithms) - set(ALGORITHMS)
         if unknown or not self.algorithms:
-            raise ValueError(f"algorithms must be a non-empty subset of {ALGORITHMS}")
+            raise ConfigurationError(f"algorithms must be a non-empty subset of {ALGORITHMS}")
         if self.args_binding not in ("spec", "strict"):
-            raise ValueError("args_binding must be 'spec' or 'strict'")
+            raise ConfigurationError("args_binding must be 'spec' or 'strict'")
         if not 0 <= self.skew <= 300:
-            raise ValueError("skew must be 0..300 seconds")
+            raise ConfigurationError("skew must be 0..300 seconds")
         if not 1 <= self.max_ttl <= 86400:
-            raise ValueError("max_ttl must be 1..86400 seconds")
+            raise ConfigurationError("max_ttl must be 1..86400 seconds")
 
 
 class _Reject(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -142,7 +144,7 @@ class Verifier:
         reader: EnvelopeReader | None = None,
     ) -> None:
         if not server_fingerprint:
-            raise ValueError("server_fingerprint must be non-empty")
+            raise ConfigurationError("server_fingerprint must be non-empty")
         self.keyring = keyring
         self.server_fingerprint = server_fingerprint
         self.replay_store: ReplayStore = replay_store if replay_store is not None else InMemoryReplayStore()
@@ -200,10 +202,11 @@ class Verifier:
         arguments: Mapping[str, Any] | bytes | None,
         header: str | None = None,
     ) -> Verdict:
-        """Like ``verify`` but raises ``AttestationRejected`` unless accepted."""
+        """Like ``verify`` but raises ``AttestationRejectedError`` unless accepted."""
         verdict = self.verify(envelope, tool=tool, arguments=arguments, header=header)
         if not verdict.accepted:
-            raise AttestationRejected(verdict)
+            assert verdict.reason is not None
+            raise AttestationRejectedError(verdict.reason, verdict.detail, verdict)
         return verdict
 
     # -- the steps ----------------------------------------------------------
@@ -280,7 +283,7 @@ class Verifier:
                     _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
                 return Envelope.from_json(data, max_ttl=max_ttl)
             return Envelope.from_parsed(envelope, max_ttl=max_ttl)
-        except (MalformedEnvelope, CanonicalizationError) as exc:
+        except (MalformedEnvelopeError, CanonicalizationError) as exc:
             _reject(Reason.SIGNATURE_INVALID, exc.detail)
 
     def _v2_key(self, env: Envelope) -> Key:
@@ -336,7 +339,7 @@ class Verifier:
         keys = [(i, replay_key(ia.iss, ia.nonce, i)) for i in named]
         try:
             unclaimed = [(i, k) for i, k in keys if not self.replay_store.is_claimed(k, call.now)]
-        except Exception as exc:  # V12: any store fault (not only StoreUnavailable) fails closed
+        except Exception as exc:  # V12: any store fault (not only StoreUnavailableError) fails closed
             logger.error("replay store unavailable, rejecting (fail closed): %s", exc)
             _reject(Reason.NONCE_REPLAY, "store.unavailable")
         if not unclaimed:
@@ -363,7 +366,7 @@ class Verifier:
         """V9: the atomic claim; losing a race is a replay, with no retry."""
         try:
             won = self.replay_store.claim(entry[1], expires_at, call.now)
-        except Exception as exc:  # V12: any store fault (not only StoreUnavailable) fails closed
+        except Exception as exc:  # V12: any store fault (not only StoreUnavailableError) fails closed
             logger.error("replay store unavailable, rejecting (fail closed): %s", exc)
             _reject(Reason.NONCE_REPLAY, "store.unavailable")
         if not won:
@@ -441,6 +444,7 @@ class Verifier:
         forged envelope cannot write a chosen ``iss`` or ``sub`` into the
         audit trail.
         """
+        assert VERDICT_DETAILS[detail].reason is reason, f"{detail!r} is registered under another reason"
         logger.debug("attestation rejected: %s (%s)", reason.value, detail)
         ia = call.envelope.issuer_asserted if call.envelope is not None else None
         signed = ia is not None and call.key is not None and reason is not Reason.SIGNATURE_INVALID

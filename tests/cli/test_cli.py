@@ -1,4 +1,4 @@
-"""The CLI contract of shared/spec/CLI.md: one test per command and exit code."""
+"""The CLI contract of docs/spec/CLI.md: one test per command and exit code."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from mcp_attest import server_fingerprint
 from mcp_attest.cli import main
 
 SERVER = "sha256:" + "ab" * 32
@@ -405,3 +406,24 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
+
+
+def test_fingerprint_prints_the_default_derivation(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fingerprint", "--name", "time", "--id", "prod-1"]) == 0
+    assert capsys.readouterr().out == server_fingerprint("time", "prod-1") + "\n"
+    assert main(["fingerprint", "--name", "time"]) == 0
+    assert capsys.readouterr().out.strip() == server_fingerprint("time")
+
+
+@pytest.mark.parametrize(
+    "server", ["sha256:...", "time", "sha256:" + "AB" * 32, "sha256:" + "ab" * 31, "sha1:" + "ab" * 32]
+)
+def test_sign_refuses_a_server_that_is_not_a_fingerprint(
+    server: str, ring: tuple[Path, Path], args_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = _sign_argv(ring[0], args_file)
+    argv[argv.index("--server") + 1] = server
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1 and "mcp-attest fingerprint" in captured.err

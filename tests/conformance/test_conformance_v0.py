@@ -16,7 +16,7 @@ import rfc8785
 from mcp_attest import HS256Key, Keyring, Verifier, VerifierPolicy, encode_header
 from mcp_attest.conformance.runner import run_v0
 from mcp_attest.conformance.vaara_v0 import HASH_ONLY_URI, from_wire, sha256_tag, sign_v0, v0_verifier
-from mcp_attest.envelope import MalformedEnvelope
+from mcp_attest.envelope import MalformedEnvelopeError
 from shared_paths import v0_vectors
 
 V0 = v0_vectors()
@@ -212,7 +212,7 @@ def test_v0_dialect_is_never_read_by_the_spec_verifier() -> None:
 
 
 def test_from_wire_refuses_non_objects_and_hash_only_uri_is_unresolvable() -> None:
-    with pytest.raises(MalformedEnvelope):
+    with pytest.raises(MalformedEnvelopeError):
         from_wire([])  # type: ignore[arg-type]
     env = from_wire(sign_v0(_body(HASH_ONLY), RING))
     ref = env.tool_calls[0].args_ref

@@ -27,7 +27,7 @@ from _core_helpers import (
     unsigned_wire,
 )
 
-from mcp_attest import Envelope, Issuer, Key, MalformedEnvelope, PlannedCall, Reason, Verifier
+from mcp_attest import Envelope, Issuer, Key, MalformedEnvelopeError, PlannedCall, Reason, Verifier
 from mcp_attest.envelope import b64url_decode, b64url_encode, signing_input
 
 
@@ -243,7 +243,7 @@ def test_e2_length_limits_in_utf8_bytes(
     Envelope.from_wire(at_limit)  # schema accepts it
     over = copy.deepcopy(full_wire)
     _set(over, path, "a" * (limit - 2) + "€")  # limit+1 bytes, limit-1 characters
-    with pytest.raises(MalformedEnvelope) as info:
+    with pytest.raises(MalformedEnvelopeError) as info:
         Envelope.from_wire(over)
     assert info.value.detail == "malformed.too_long"
     _assert_malformed(_verify(verifier, over), "malformed.too_long")
@@ -284,7 +284,7 @@ def test_e2_envelope_of_exactly_64_kib_is_accepted(verifier: Verifier, keys: dic
 def test_e2_envelope_of_64_kib_plus_one_is_malformed(verifier: Verifier, keys: dict[str, Key]) -> None:
     data = _padded_to(unsigned_wire(HS), 64 * 1024 + 1, keys[HS])
     _assert_malformed(_verify(verifier, data), "malformed.too_large")
-    with pytest.raises(MalformedEnvelope) as info:
+    with pytest.raises(MalformedEnvelopeError) as info:
         Envelope.from_json(data)
     assert info.value.detail == "malformed.too_large"
 

@@ -34,7 +34,7 @@ from mcp_attest import (
     Reason,
     ReplayStore,
     SQLiteReplayStore,
-    StoreUnavailable,
+    StoreUnavailableError,
     Verifier,
     replay_key,
 )
@@ -266,7 +266,7 @@ def test_r3_in_memory_eviction_by_expiry_and_fail_closed_when_full() -> None:
     first = [os.urandom(32) for _ in range(3)]
     for k in first:
         assert store.claim(k, NOW + 10, NOW)
-    with pytest.raises(StoreUnavailable, match="full"):
+    with pytest.raises(StoreUnavailableError, match="full"):
         store.claim(os.urandom(32), NOW + 10, NOW)
     assert all(store.is_claimed(k, NOW) for k in first)  # live claims are never evicted
     later = NOW + 11
@@ -276,7 +276,7 @@ def test_r3_in_memory_eviction_by_expiry_and_fail_closed_when_full() -> None:
     # and the bound still holds afterwards
     assert store.claim(os.urandom(32), later + 10, later)
     assert store.claim(os.urandom(32), later + 10, later)
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailableError):
         store.claim(os.urandom(32), later + 10, later)
 
 

@@ -34,13 +34,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mcp_attest import (
-    AttestationRejected,
+    AttestationRejectedError,
     InMemoryReplayStore,
     Key,
     Keyring,
     Reason,
     SQLiteReplayStore,
-    StoreUnavailable,
+    StoreUnavailableError,
     Verifier,
     VerifierPolicy,
     algorithms,
@@ -65,7 +65,7 @@ def test_v0_absent_attestation_when_required(verifier: Verifier) -> None:
     verdict = verifier.verify(None, tool=TOOL, arguments=ARGS)
     assert not verdict.accepted
     assert reason_of(verdict) == (Reason.ATTESTATION_REQUIRED, "attestation.absent")
-    with pytest.raises(AttestationRejected) as info:
+    with pytest.raises(AttestationRejectedError) as info:
         verifier.require(tool=TOOL, arguments=ARGS)
     assert info.value.reason is Reason.ATTESTATION_REQUIRED
 
@@ -596,7 +596,7 @@ class BrokenStore:
 def test_v12_store_unavailable_fails_closed_as_nonce_replay(
     make_verifier: Any, keys: dict[str, Key], on: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    verifier = make_verifier(store=BrokenStore(StoreUnavailable("redis down"), on=on))
+    verifier = make_verifier(store=BrokenStore(StoreUnavailableError("redis down"), on=on))
     with caplog.at_level(logging.ERROR, logger="mcp_attest.verifier"):
         verdict = _verify(verifier, sign_wire(unsigned_wire(HS), keys[HS]))
     assert reason_of(verdict) == (Reason.NONCE_REPLAY, "store.unavailable")
@@ -648,7 +648,7 @@ def test_v12_configuration_errors_surface_at_construction(verify_ring: Keyring) 
 def test_v12_require_raises_typed_exception_with_verdict(verifier: Verifier, keys: dict[str, Key]) -> None:
     wire = sign_wire(unsigned_wire(HS), keys[HS])
     assert verifier.require(dumps(wire), tool=TOOL, arguments=ARGS).accepted
-    with pytest.raises(AttestationRejected) as info:
+    with pytest.raises(AttestationRejectedError) as info:
         verifier.require(dumps(wire), tool=TOOL, arguments=ARGS)
     assert (info.value.reason, info.value.detail) == (Reason.NONCE_REPLAY, "nonce.replayed")
     assert info.value.verdict.attestation_id is not None

@@ -9,17 +9,23 @@ on stdin (so all workers start together), then works:
   and prints one JSON line ``{"won": [...], "errors": n}``;
 * ``append URL COUNT``: appends COUNT records and prints each acknowledged
   seq on its own line, flushed, as soon as ``append`` returns (the crash
-  test kills the worker mid-burst and checks every printed seq).
+  test kills the worker mid-burst and checks every printed seq);
+* ``guard URL KEYS FINGERPRINT``: a guard built with default settings
+  (``from_keyring(audit=URL)``) decides the insider scenario's calls, then
+  the process exits cleanly, as a server shutting down would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sys
 import time
 
-from mcp_attest.replay import StoreUnavailable, replay_key
+from mcp_attest import Keyring
+from mcp_attest.mcp import AttestationGuard
+from mcp_attest.replay import StoreUnavailableError, replay_key
 from mcp_attest.stores import open_audit_log, open_replay_store
 from mcp_attest.verdict import ArgsBinding, Verdict
 
@@ -40,7 +46,7 @@ def claim(url: str, keys: int, seed: int) -> None:
         try:
             if store.claim(replay_key("iss", f"nonce-{i:08d}-padding", 0), now + 600, now):
                 won.append(i)
-        except StoreUnavailable as exc:
+        except StoreUnavailableError as exc:
             errors += 1
             print(f"claim {i}: {exc}", file=sys.stderr, flush=True)
     print(json.dumps({"won": won, "errors": errors}), flush=True)
@@ -72,9 +78,22 @@ def append(url: str, count: int, worker: int) -> None:
     print("done", flush=True)
 
 
+def guard(url: str, keys: str, fingerprint: str) -> None:
+    from _evidence_helpers import insider_calls  # noqa: PLC0415 - only this command needs it
+
+    ring = Keyring.load(keys)
+    checker = AttestationGuard.from_keyring(ring, server_fingerprint=fingerprint, audit=url)
+    for tool, args, envelope in insider_calls(ring, fingerprint):
+        meta = None if envelope is None else {"attestation": envelope}
+        asyncio.run(checker.check(tool, args, meta))
+    print("done", flush=True)
+
+
 if __name__ == "__main__":
     command, target = sys.argv[1], sys.argv[2]
     if command == "claim":
         claim(target, int(sys.argv[3]), int(sys.argv[4]))
+    elif command == "guard":
+        guard(target, sys.argv[3], sys.argv[4])
     else:
         append(target, int(sys.argv[3]), int(sys.argv[4]))

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import Decisions
+from _evidence_helpers import Chain, Decisions, pg_chain, sqlite_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +24,7 @@ from mcp_attest.audit import (
     AuditConfigError,
     AuditLog,
     AuditRecord,
-    AuditUnavailable,
+    AuditUnavailableError,
     CheckpointSigner,
     RecordQuery,
     SQLiteAuditBackend,
@@ -38,63 +35,21 @@ from mcp_attest.stores import open_audit_log
 CP_ISSUER = "audit@test"
 
 
-@dataclass
-class Chain:
-    """An audit log plus raw SQL access to its tables, whatever the backend."""
-
-    url: str
-    table: str
-    run: Any  # (sql with ? placeholders, params) -> list of rows
-
-    def open(self, **options: Any) -> AuditLog:
-        return open_audit_log(self.url, **options)
-
-    def sql(self, text: str, *params: Any) -> list[Any]:
-        return list(self.run(text.replace("records", self.table), params))
-
-    def row(self, seq: int) -> tuple[Any, ...]:
-        return tuple(self.sql("SELECT hash, body, ts, sub, tool, reason FROM records WHERE seq = ?", seq)[0])
-
-    def put(self, seq: int, values: Sequence[Any]) -> None:
-        self.sql(
-            "UPDATE records SET hash = ?, body = ?, ts = ?, sub = ?, tool = ?, reason = ? WHERE seq = ?",
-            *values,
-            seq,
-        )
-
-
-def _sqlite_chain(path: Path) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with sqlite3.connect(path) as conn:
-            return conn.execute(text, params).fetchall()
-
-    return Chain(f"sqlite://{path}", "audit_records", run)
-
-
-def _pg_chain(pg_url: str, schema: str) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            cur = conn.execute(text.replace("?", "%s"), params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-
-    return Chain(f"{pg_url}?schema={schema}", f'"{schema}".audit_records', run)
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Chain:
     if request.param == "sqlite":
-        return _sqlite_chain(tmp_path / "audit.db")
-    return _pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
+        return sqlite_chain(tmp_path / "audit.db")
+    return pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
 
 
 @pytest.fixture
 def other_chain(request: pytest.FixtureRequest, chain: Chain, tmp_path: Path) -> Chain:
     """A second chain on the same backend, for swap-in attacks."""
     if chain.url.startswith("sqlite"):
-        return _sqlite_chain(tmp_path / "other.db")
+        return sqlite_chain(tmp_path / "other.db")
     schema = request.getfixturevalue("pg_schema") + "_b"
     pg_url = request.getfixturevalue("pg_url")
-    second = _pg_chain(pg_url, schema)
+    second = pg_chain(pg_url, schema)
     request.addfinalizer(lambda: second.run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', ()))
     return second
 
@@ -276,17 +231,17 @@ def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Dec
 
 
 def test_audit_checkpoint_signed_with_an_unknown_or_wrong_key(chain: Chain, decisions: Decisions) -> None:
-    key = generate_key("HS256", "cp1")
+    key = generate_key("ES256", "cp1")
     with _filled(chain, decisions, 3, checkpoint_signer=CheckpointSigner(key, CP_ISSUER)) as log:
         pass
     with chain.open(create=False) as log:
         report = log.verify(checkpoint_keys=Keyring())
         assert report.broken is not None and report.broken.seq == 3
         assert "no checkpoint key audit@test/cp1" in report.broken.problem
-        wrong = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        wrong = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
         assert "does not verify" in str(log.verify(checkpoint_keys=wrong).broken)
-        es = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
-        assert "is ES256, checkpoint says HS256" in str(log.verify(checkpoint_keys=es).broken)
+        hs = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        assert "is HS256, checkpoint says ES256" in str(log.verify(checkpoint_keys=hs).broken)
 
 
 def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
@@ -295,6 +250,10 @@ def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
     assert public_key is not None
     with pytest.raises(ValueError, match="no private part"):
         CheckpointSigner(public_key)
+    with pytest.raises(ValueError, match="is HS256; use ES256 or RS256"):
+        CheckpointSigner(generate_key("HS256", "cp1"))  # whoever verifies it could forge it
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_interval=-1)
     with pytest.raises(ValueError, match="checkpoint_every"):
         AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_every=0)
     assert not Path(":memory:.lock").exists()
@@ -322,11 +281,20 @@ def test_tamper_edit_a_field_is_named(chain: Chain, decisions: Decisions) -> Non
 
 def test_tamper_edit_and_rehash_one_record_breaks_the_next_link(chain: Chain, decisions: Decisions) -> None:
     _filled(chain, decisions).close()
+    _, body, *rest = chain.row(6)  # a rejection: its detail is nothing the envelope can contradict
+    body = body.replace('"detail":"nonce.replayed"', '"detail":"nonce.fresh"')
+    chain.put(6, [record_hash(body.encode()), body, *rest])
+    broken = _broken(chain)
+    assert broken.seq == 7 and "prevHash does not match record 6" in broken.problem
+
+
+def test_tamper_edit_and_rehash_a_fact_is_named_by_the_envelope(chain: Chain, decisions: Decisions) -> None:
+    _filled(chain, decisions).close()
     _, body, *rest = chain.row(5)
     body = body.replace('"tool":"search"', '"tool":"delete"')
     chain.put(5, [record_hash(body.encode()), body, *rest[:2], "delete", rest[3]])
     broken = _broken(chain)
-    assert broken.seq == 6 and "prevHash does not match record 5" in broken.problem
+    assert broken.seq == 5 and "tool 'delete' is not the envelope's entry 0 ('search')" in broken.problem
 
 
 def test_tamper_edit_an_index_column_is_named(chain: Chain, decisions: Decisions) -> None:
@@ -410,7 +378,7 @@ def test_tamper_full_rewrite_is_caught_by_the_signed_checkpoint(
     _filled(chain, decisions, 12, checkpoint_signer=signer, checkpoint_every=10).close()
     _rewrite_from(chain, 3, lambda r: r["facts"].update(detail="forged"))
     broken = _broken(chain, checkpoint_keys=public)
-    assert broken.seq == 10 and "signed checkpoint" in broken.problem
+    assert broken.seq == 10 and "records 1..10 differ from the signed tree head" in broken.problem
 
 
 def test_tamper_rewritten_envelope_fails_re_verification(chain: Chain, decisions: Decisions) -> None:
@@ -500,7 +468,7 @@ def test_audit_refuses_a_schema_newer_than_the_code(chain: Chain) -> None:
 def test_audit_postgres_bad_schema_name_and_unreachable_server() -> None:
     with pytest.raises(AuditConfigError, match="invalid PostgreSQL schema name"):
         open_audit_log("postgresql://postgres@127.0.0.1/test?schema=bad-name;")
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         open_audit_log("postgresql://postgres@127.0.0.1:1/test")
 
 
@@ -513,9 +481,10 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
-        with pytest.raises(AuditUnavailable):
-            log.append(verdict, tool="search", arguments={}, envelope=wire)
-        assert log.append(verdict, tool="search", arguments={}, envelope=wire).seq == 3
+        args = {"q": "weather"}
+        with pytest.raises(AuditUnavailableError):
+            log.append(verdict, tool="search", arguments=args, envelope=wire)
+        assert log.append(verdict, tool="search", arguments=args, envelope=wire).seq == 3
         assert log.verify().ok
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location
@@ -532,10 +501,10 @@ def test_audit_sqlite_unwritable_log_is_unavailable(tmp_path: Path, decisions: D
         lambda: list(log.records()),
         lambda: log.backend.add_checkpoint(1, b"{}"),
     ):
-        with pytest.raises(AuditUnavailable):
+        with pytest.raises(AuditUnavailableError):
             action()
     log.close()  # the final checkpoint fails quietly
-    with pytest.raises(AuditUnavailable):
+    with pytest.raises(AuditUnavailableError):
         SQLiteAuditBackend(tmp_path / "no" / "such" / "dir.db")
 
 
@@ -546,7 +515,7 @@ def test_audit_a_failed_checkpoint_does_not_unacknowledge_the_record(
     log = open_audit_log(str(tmp_path / "a.db"), checkpoint_signer=signer, checkpoint_every=1)
 
     def down(seq: int, body: bytes) -> None:
-        raise AuditUnavailable("disk full")
+        raise AuditUnavailableError("disk full")
 
     monkeypatch.setattr(log.backend, "add_checkpoint", down)
     decisions.fill(log, 1)

@@ -9,7 +9,7 @@ import pytest
 import redis
 from _evidence_helpers import SERVER, Decisions, ThrowawayRedis
 
-from mcp_attest import Reason, ReplayStore, StoreUnavailable, Verifier, replay_key
+from mcp_attest import Reason, ReplayStore, StoreUnavailableError, Verifier, replay_key
 from mcp_attest.replay.redis import DEFAULT_PREFIX, RedisReplayStore
 from mcp_attest.stores import open_replay_store
 
@@ -86,7 +86,7 @@ def test_v12_redis_down_fails_closed_then_recovers(throwaway_redis: ThrowawayRed
         "store.unavailable",
     )
     assert time.monotonic() - started < 3
-    with pytest.raises(StoreUnavailable):
+    with pytest.raises(StoreUnavailableError):
         store.claim(replay_key("i", "n", 0), time.time() + 60, time.time())
     throwaway_redis.start()
     assert verifier.verify(during, tool="search", arguments=args).accepted  # never claimed, so usable now
@@ -99,7 +99,7 @@ def test_v12_redis_errors_other_than_connection_also_fail_closed(throwaway_redis
     admin = redis.Redis(port=throwaway_redis.port)
     store = RedisReplayStore(throwaway_redis.url)
     admin.config_set("requirepass", "sesame")  # now every command from the store is refused
-    with pytest.raises(StoreUnavailable, match="redis replay store"):
+    with pytest.raises(StoreUnavailableError, match="redis replay store"):
         store.is_claimed(os.urandom(32), time.time())
 
 

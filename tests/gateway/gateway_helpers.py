@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,8 +41,8 @@ class ThirdParty:
 
 def _unavailable(why: str) -> None:
     if os.environ.get("CI") == "true":
-        pytest.fail(f"third-party MCP servers could not be installed: {why}")
-    pytest.skip(f"third-party MCP servers unavailable (registry unreachable?): {why}")
+        pytest.fail(f"third-party MCP software could not be installed: {why}")
+    pytest.skip(f"third-party MCP software unavailable (registry unreachable?): {why}")
 
 
 def _run(cmd: list[str], cwd: Path | None = None) -> None:
@@ -75,6 +76,61 @@ def third_party() -> ThirdParty:
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(str(exc))
     return ThirdParty(everything=everything, time_server=time_server)
+
+
+# The clients desktop apps and developers use, pinned to releases that run on Node 20.
+NPM_CLIENTS = ("@modelcontextprotocol/sdk@1.32.2", "@modelcontextprotocol/inspector-cli@1.0.3")
+
+
+@dataclass(frozen=True)
+class NodeClients:
+    root: Path  # holds node_modules and a copy of tests/gateway/clients/*.mjs
+
+    def run(self, spec: dict[str, object], timeout: float = 60.0) -> dict[str, object]:
+        """Run ``ts_client.mjs`` with ``spec``; its one JSON line of findings.
+
+        stderr goes to a file, not a pipe: a server process the client left
+        behind would hold a pipe open and hide how long the client took.
+        """
+        with tempfile.TemporaryFile() as err:
+            done = subprocess.run(
+                ["node", str(self.root / "ts_client.mjs"), json.dumps(spec)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            err.seek(0)
+            errors = err.read().decode(errors="replace")
+        lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
+        assert lines, f"client printed nothing (exit {done.returncode}): {errors[-2000:]}"
+        return dict(json.loads(lines[-1]))
+
+    @property
+    def inspector(self) -> list[str]:
+        return ["node", str(self.root / "node_modules/@modelcontextprotocol/inspector-cli/build/index.js")]
+
+
+@pytest.fixture(scope="session")
+def node_clients() -> NodeClients:
+    """The TypeScript SDK and the Inspector CLI from the npm registry (installed once, then reused)."""
+    root = CACHE / "clients"
+    marker = root / ("installed-" + "+".join(NPM_CLIENTS).replace("/", "_"))
+    try:
+        if not marker.exists():
+            if shutil.which("npm") is None:
+                raise RuntimeError("npm is not installed")
+            root.mkdir(parents=True, exist_ok=True)
+            (CACHE / ".gitignore").write_text("*\n")
+            (root / "package.json").write_text('{"name": "clients", "private": true, "type": "module"}\n')
+            _run(["npm", "install", "--no-audit", "--no-fund", *NPM_CLIENTS], root)
+            marker.touch()
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        _unavailable(str(exc))
+    for script in (HERE / "clients").glob("*.mjs"):
+        shutil.copyfile(script, root / script.name)
+    return NodeClients(root)
 
 
 def free_port() -> int:

@@ -447,7 +447,7 @@ def test_tool_pinning_refuses_changed_definition(hs_keys: Path, tmp_path: Path, 
     raw.open()
     raw.request("tools/list", {})
     pins = json.loads((tmp_path / "state" / "pins" / "flaky.json").read_text())
-    assert set(pins) == {"ok", "crash", "hang", "garbage"}
+    assert set(pins) == {"ok", "crash", "hang", "garbage", "progress"}
     description.write_text("now does something else entirely")
     raw.request("tools/list", {})
     env = issuer.sign(tool="ok", arguments={}, server_fingerprint=fp, intent="x").to_wire()

@@ -10,7 +10,7 @@ from mcp import Client
 from mcp_test_servers import FINGERPRINT, build
 
 from mcp_attest import Issuer, Keyring
-from mcp_attest.audit import AuditUnavailable
+from mcp_attest.audit import AuditUnavailableError
 from mcp_attest.mcp import AttestationGuard
 from mcp_attest.stores import open_audit_log
 
@@ -50,7 +50,7 @@ def test_guard_with_audit_url_records_accepted_and_rejected_calls(
 
 class _BrokenLog:
     def append(self, verdict: Any, *, tool: str, arguments: Any, envelope: Any) -> Any:
-        raise AuditUnavailable("disk full")
+        raise AuditUnavailableError("disk full")
 
 
 def test_guard_refuses_to_run_a_tool_it_cannot_record(

@@ -7,12 +7,23 @@ queue on that row and the chain can neither fork nor skip a seq; the
 A row lock is released by COMMIT or by the death of the session, so a
 writer killed mid-append never leaves the chain locked.
 
-The client serializes the record before it asks for the lock
+Scaling past one lock: the lock is held for the server's CPU work only,
+never for a WAL flush. The ``audit_append_many`` procedure seals a batch
+of records under the lock and commits with ``synchronous_commit=off``
+(the lock is released at once), then commits a second, empty-but-real
+transaction synchronously: its flush covers the records, so the call
+returns only once they are durable, and concurrent writers' flushes are
+shared by PostgreSQL's WAL group flush instead of queueing behind the
+lock. A server crash between the two commits can lose only records whose
+append had not returned (never acknowledged), and always a suffix of the
+chain, since WAL is flushed in order. Within one process, concurrent
+appends are batched (group commit): whoever finds no batch in flight
+takes every waiting draft and writes them in one call.
+
+The client serializes each record before it asks for the lock
 (``RecordDraft``: the record's JCS bytes minus the three chain members),
-and a server-side function locks the head, splices in prevHash and seq,
-hashes, inserts and moves the head: one round trip, so the lock is held
-for the server's work and the commit only, never for a network round
-trip. The client then re-seals the same draft and checks the hash the
+and the procedure splices in prevHash and seq and hashes, in one round
+trip. The client then re-seals the same drafts and checks the hashes the
 server computed, so a server that sealed differently is caught at once.
 
 Tables live in one PostgreSQL schema (default ``mcp_attest``), created and
@@ -32,12 +43,17 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from mcp_attest.audit.backend import SCHEMA_VERSION, RecordQuery, pending_migrations, query_clauses
+from mcp_attest.audit.backend import (
+    GroupCommit,
+    RecordQuery,
+    pending_migrations,
+    query_clauses,
+)
 from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
     AuditConfigError,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
 )
@@ -57,7 +73,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "hash text NOT NULL CHECK (char_length(hash) = 64 AND hash ~ '^[0-9a-f]+$'))",
         f"INSERT INTO {{s}}.audit_head VALUES (1, 0, '{GENESIS_HASH}')",  # noqa: S608 - a constant
         "CREATE TABLE {s}.audit_checkpoints (seq bigint PRIMARY KEY, body text NOT NULL)",
-        # Seals a RecordDraft exactly as RecordDraft.seal does (see chain_members).
+        # Seals a RecordDraft exactly as RecordDraft.seal does (see chain_members); v2 replaces it.
         """CREATE FUNCTION {s}.audit_append(p_prefix text, p_recorded_at text, p_suffix text,
             p_ts double precision, p_sub text, p_tool text, p_reason text,
             OUT new_seq bigint, OUT prev_hash text, OUT new_hash text)
@@ -75,7 +91,43 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         END
         $fn$""",
     ),
+    (
+        "DROP FUNCTION {s}.audit_append(text, text, text, double precision, text, text, text)",
+        # Seals drafts exactly as RecordDraft.seal does (see chain_members). The
+        # lock is held without waiting for a WAL flush; the second, synchronous
+        # commit (txid_current gives it a commit record) makes the batch durable.
+        """CREATE PROCEDURE {s}.audit_append_many(p_prefix text[], p_recorded_at text[], p_suffix text[],
+            p_ts double precision[], p_sub text[], p_tool text[], p_reason text[],
+            INOUT first_seq bigint DEFAULT NULL, INOUT first_prev text DEFAULT NULL,
+            INOUT hashes text[] DEFAULT NULL)
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            h_seq bigint;
+            h_hash text;
+            body text;
+        BEGIN
+            PERFORM set_config('synchronous_commit', 'off', true);
+            SELECT h.seq, h.hash INTO h_seq, h_hash FROM {s}.audit_head h WHERE h.id = 1 FOR UPDATE;
+            first_seq := h_seq + 1;
+            first_prev := h_hash;
+            hashes := '{{}}';
+            FOR i IN 1 .. coalesce(array_length(p_prefix, 1), 0) LOOP
+                h_seq := h_seq + 1;
+                body := p_prefix[i] || '"prevHash":"' || h_hash || '","recordedAt":"' || p_recorded_at[i]
+                    || '","seq":' || h_seq || p_suffix[i];
+                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
+                hashes := hashes || h_hash;
+                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
+                    VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
+            END LOOP;
+            UPDATE {s}.audit_head SET seq = h_seq, hash = h_hash WHERE id = 1;
+            COMMIT;
+            PERFORM txid_current();
+        END
+        $fn$""",
+    ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 T = TypeVar("T")
 
@@ -102,11 +154,12 @@ class PostgresAuditBackend:
         self._timeout = max(1, round(connect_timeout))
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._batch: GroupCommit[tuple[RecordDraft, float], StoredRow] = GroupCommit(self._append_many)
         s = sql.Identifier(schema)
         self._q = {
             name: sql.SQL(text).format(s=s)
             for name, text in {
-                "append": "SELECT * FROM {s}.audit_append(%s, %s, %s, %s, %s, %s, %s)",
+                "append": "CALL {s}.audit_append_many(%s, %s, %s, %s, %s, %s, %s)",
                 "head": "SELECT seq, hash FROM {s}.audit_head WHERE id = 1",
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
@@ -132,7 +185,7 @@ class PostgresAuditBackend:
     # -- connection --------------------------------------------------------
 
     def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailable``.
+        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailableError``.
 
         A connection broken by a failover or restart is replaced on the next
         call, so the log recovers by itself once the server is back.
@@ -147,7 +200,8 @@ class PostgresAuditBackend:
                 return work(conn)
             except psycopg.Error as exc:
                 message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise AuditUnavailable(f"audit log (postgresql schema {self._schema}): {message}") from None
+                where = f"audit log (postgresql schema {self._schema})"
+                raise AuditUnavailableError(f"{where}: {message}") from None
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> str:
         """Create or upgrade the schema, unless it is current.
@@ -220,26 +274,38 @@ class PostgresAuditBackend:
     # -- writing -----------------------------------------------------------
 
     def append(self, draft: RecordDraft, now: float) -> StoredRow:
-        """One statement in autocommit: the lock is held only while the server seals and commits."""
-        params = (
-            draft.prefix.decode("utf-8"),
-            format_rfc3339(now),
-            draft.suffix.decode("utf-8"),
-            now,
-            draft.sub,
-            draft.tool,
-            draft.reason,
-        )
-        found = self._run(lambda conn: conn.execute(self._q["append"], params).fetchone())
-        if found is None:  # pragma: no cover - the function always returns one row
-            raise AuditUnavailable(f"audit log {self.location}: append returned nothing")
-        row = draft.seal(int(found[0]), str(found[1]), now)
-        if row.hash != found[2]:
-            raise AuditUnavailable(
-                f"audit log {self.location}: the server sealed record {row.seq} differently "
-                "(its text encoding must be UTF8)"
+        """Durable on return; concurrent calls from this process share one round trip and flush."""
+        return self._batch.submit((draft, now))
+
+    def _append_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[StoredRow]:
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        for draft, now in batch:
+            values = (
+                draft.prefix.decode("utf-8"),
+                format_rfc3339(now),
+                draft.suffix.decode("utf-8"),
+                now,
+                draft.sub,
+                draft.tool,
+                draft.reason,
             )
-        return row
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        found = self._run(lambda conn: conn.execute(self._q["append"], columns).fetchone())
+        if found is None:  # pragma: no cover - CALL always returns its INOUT row
+            raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
+        seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])
+        rows = []
+        for (draft, now), server_hash in zip(batch, hashes, strict=True):
+            row = draft.seal(seq, prev, now)
+            if row.hash != server_hash:
+                raise AuditUnavailableError(
+                    f"audit log {self.location}: the server sealed record {row.seq} differently "
+                    "(its text encoding must be UTF8)"
+                )
+            rows.append(row)
+            seq, prev = seq + 1, row.hash
+        return rows
 
     def add_checkpoint(self, seq: int, body: bytes) -> None:
         self._run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))

@@ -20,6 +20,7 @@ import orjson
 
 from mcp_attest.canonical import CanonicalizationError, canonicalize, canonicalize_arguments
 from mcp_attest.envelope import b64url_encode
+from mcp_attest.errors import ConfigurationError, Error
 from mcp_attest.verdict import Verdict, format_rfc3339
 
 __all__ = [
@@ -29,7 +30,7 @@ __all__ = [
     "AuditConfigError",
     "AuditError",
     "AuditRecord",
-    "AuditUnavailable",
+    "AuditUnavailableError",
     "RecordDraft",
     "StoredRow",
     "record_hash",
@@ -43,11 +44,11 @@ _LAST_CHAIN_FIELD = "seq"
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-class AuditError(Exception):
+class AuditError(Error):
     """Base of every audit-log failure."""
 
 
-class AuditUnavailable(AuditError):  # noqa: N818 - a state, like StoreUnavailable
+class AuditUnavailableError(AuditError):
     """The backend cannot take or give records right now.
 
     An append that raises this was not acknowledged: it may or may not be
@@ -56,7 +57,7 @@ class AuditUnavailable(AuditError):  # noqa: N818 - a state, like StoreUnavailab
     """
 
 
-class AuditConfigError(AuditError, ValueError):
+class AuditConfigError(AuditError, ConfigurationError):
     """A URL, schema or option that can never work; retrying will not help."""
 
 
@@ -140,7 +141,10 @@ class RecordDraft:
         }
         args = {} if arguments is None else dict(arguments)
         try:
-            fields["argsDigest"] = b64url_encode(hashlib.sha256(canonicalize_arguments(args)).digest())
+            # None: the decision came before the arguments were judged (a gateway
+            # refusal, a verdict before V8); digesting them would be work for nothing.
+            digest = None if arguments is None else hashlib.sha256(canonicalize_arguments(args)).digest()
+            fields["argsDigest"] = None if digest is None else b64url_encode(digest)
         except CanonicalizationError as exc:
             # The verifier refused these arguments for the same reason (C3);
             # the record says so instead of inventing a digest.
@@ -167,7 +171,7 @@ class RecordDraft:
     def seal(self, seq: int, prev_hash: str, now: float) -> StoredRow:
         """Place the draft at ``seq`` after ``prev_hash`` and hash it."""
         if not _HEX64.fullmatch(prev_hash):
-            raise AuditUnavailable(f"chain head hash {prev_hash!r} is not a SHA-256 hex digest")
+            raise AuditUnavailableError(f"chain head hash {prev_hash!r} is not a SHA-256 hex digest")
         data = self.prefix + chain_members(seq, prev_hash, format_rfc3339(now)).encode("ascii") + self.suffix
         return StoredRow(seq, record_hash(data), data, now, self.sub, self.tool, self.reason)
 

@@ -21,12 +21,12 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from mcp_attest.audit.backend import SCHEMA_VERSION, RecordQuery, pending_migrations, query_clauses
+from mcp_attest.audit.backend import RecordQuery, pending_migrations, query_clauses
 from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
     AuditConfigError,
-    AuditUnavailable,
+    AuditUnavailableError,
     RecordDraft,
     StoredRow,
 )
@@ -42,6 +42,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constants
@@ -77,7 +78,7 @@ class SQLiteAuditBackend:
             self._conn.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             self._chain_id = self._migrate() if create else self._check_schema()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     @property
     def chain_id(self) -> str:
@@ -196,7 +197,7 @@ class SQLiteAuditBackend:
                 self._conn.execute(_INSERT, row.db_values())
         except sqlite3.Error as exc:
             self._head = None
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
         self._head = (row.seq, row.hash)
         return row
 
@@ -207,7 +208,7 @@ class SQLiteAuditBackend:
                     "INSERT OR IGNORE INTO audit_checkpoints VALUES (?, ?)", (seq, body.decode("utf-8"))
                 )
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     # -- reading -----------------------------------------------------------
 
@@ -216,7 +217,7 @@ class SQLiteAuditBackend:
             with self._lock:
                 return self._conn.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
-            raise AuditUnavailable(f"audit log {self._path}: {exc}") from None
+            raise AuditUnavailableError(f"audit log {self._path}: {exc}") from None
 
     def rows(self, query: RecordQuery) -> list[StoredRow]:
         where, params = query_clauses(query, "?")

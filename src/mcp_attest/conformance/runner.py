@@ -12,7 +12,7 @@ judged on those steps (V1-V4) of our verdict, plus byte checks of its
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from mcp_attest.algorithms import ES256Key, HS256Key, Key, RS256Key
 from mcp_attest.canonical import CanonicalizationError, parse_envelope_json
 from mcp_attest.conformance.vaara_v0 import v0_verifier
 from mcp_attest.envelope import parse_iat, signing_input
+from mcp_attest.errors import Error
 from mcp_attest.keys import Keyring, KeyringError
 from mcp_attest.replay import InMemoryReplayStore
 from mcp_attest.verdict import Verdict
@@ -36,7 +37,7 @@ _AFTER_V4 = frozenset({"server_mismatch", "tool_mismatch", "nonce_replay", "args
 _COMPARED = ("accepted", "reason", "detail", "argsBinding", "toolCallIndex", "attestationId", "unknownFields")
 
 
-class BundleError(Exception):
+class BundleError(Error):
     """A bundle that cannot be run (missing or unreadable files): a usage error."""
 
 
@@ -55,7 +56,7 @@ class Row:
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise BundleError(f"cannot read {path}: {exc}") from None
 
 
@@ -68,6 +69,18 @@ def _read_bytes(path: Path) -> bytes:
 
 def _case_dirs(root: Path, marker: str) -> Iterator[Path]:
     yield from sorted(p.parent for p in root.rglob(marker))
+
+
+def _run_cases(root: Path, marker: str, run_case: Callable[[Path], list[Row]]) -> list[Row]:
+    """Every case under ``root``; a case file of the wrong shape is a bundle error, not a crash."""
+    rows: list[Row] = []
+    for case_dir in _case_dirs(root, marker):
+        try:
+            rows.extend(run_case(case_dir))
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
+            where = case_dir.relative_to(root)
+            raise BundleError(f"{where}: not a valid case ({type(exc).__name__}: {exc})") from None
+    return rows
 
 
 def _summary(facts: dict[str, Any]) -> str:
@@ -159,9 +172,7 @@ def _v1_case(root: Path, case_dir: Path, keyrings: dict[Path, Keyring]) -> list[
 def run_v1(root: Path) -> list[Row]:
     """Every case of a v1 bundle, in path order."""
     keyrings: dict[Path, Keyring] = {}
-    rows = [
-        row for case_dir in _case_dirs(root, "context.json") for row in _v1_case(root, case_dir, keyrings)
-    ]
+    rows = _run_cases(root, "context.json", lambda case_dir: _v1_case(root, case_dir, keyrings))
     if not rows:
         raise BundleError(
             f"{root} holds no v1 cases (no context.json); for the v0 bundle use --dialect vaara-v0"
@@ -233,7 +244,7 @@ def _v0_case(root: Path, case_dir: Path, pinned: dict[str, Any]) -> Row:
     try:
         entry = json.loads(sent)["payloadDerived"]["toolCalls"][0]
         server, tool = entry["serverFingerprint"], entry["name"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         server, tool = "unused", "unused"
     verifier = v0_verifier(Keyring({iss: {kid: key}}), server, clock=lambda: float(at))
     verdict = verifier.verify(sent, tool=tool, arguments=None)
@@ -269,7 +280,8 @@ def run_v0(root: Path) -> list[Row]:
     manifest = _read_json(root / "MANIFEST.json") if (root / "MANIFEST.json").is_file() else None
     if not isinstance(manifest, dict) or "pinned_values" not in manifest:
         raise BundleError(f"{root} is not a v0 bundle (no MANIFEST.json with pinned_values)")
-    rows = [_v0_case(root, d, manifest["pinned_values"]) for d in _case_dirs(root, "expected.json")]
+    pinned = manifest["pinned_values"]
+    rows = _run_cases(root, "expected.json", lambda case_dir: [_v0_case(root, case_dir, pinned)])
     if not rows:
         raise BundleError(f"{root} holds no v0 cases")
     return rows

@@ -24,7 +24,13 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
-from mcp_attest.envelope import DEFAULT_MAX_TTL, Envelope, MalformedEnvelope, b64url_encode, signing_input
+from mcp_attest.envelope import (
+    DEFAULT_MAX_TTL,
+    Envelope,
+    MalformedEnvelopeError,
+    b64url_encode,
+    signing_input,
+)
 from mcp_attest.keys import Keyring
 from mcp_attest.verifier import Verifier
 
@@ -57,7 +63,7 @@ _SHA256_TAG = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 def _bad(detail: str, message: str) -> NoReturn:
-    raise MalformedEnvelope(detail, message)
+    raise MalformedEnvelopeError(detail, message)
 
 
 def sha256_tag(data: bytes) -> str:
@@ -82,7 +88,7 @@ def hash_only_projection(projection: str) -> str | None:
     """
     try:
         obj = json.loads(projection)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a projection nested past the stack
         return None
     if not isinstance(obj, dict) or set(obj) != {"digest"}:
         return None

@@ -18,8 +18,11 @@ from typing import Any
 
 import httpx
 
-from mcp_attest import Keyring, KeyringError, StoreUnavailable
+from mcp_attest import Keyring, KeyringError, StoreUnavailableError
+from mcp_attest.audit.custody import public_jwks_path, state_key_path
+from mcp_attest.audit.log import AuditLog
 from mcp_attest.audit.record import AuditError
+from mcp_attest.errors import Error
 from mcp_attest.gateway.channel import Channel
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
 from mcp_attest.gateway.h1 import H1Pool
@@ -31,9 +34,9 @@ from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issue
 from mcp_attest.gateway.session import GatewaySession, Sink
 from mcp_attest.gateway.stdio_link import StdioLink
 from mcp_attest.replay import ReplayStore
-from mcp_attest.stores import open_audit_log, open_replay_store
+from mcp_attest.stores import open_keyed_audit_log, open_replay_store
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "LimitReachedError"]
 
 logger = logging.getLogger("mcp_attest.gateway")
 
@@ -47,20 +50,44 @@ def open_replay(config: GatewayConfig) -> ReplayStore:
         url = f"sqlite:{url}"
     try:
         return open_replay_store(url)
-    except (StoreUnavailable, ValueError) as exc:
+    except (StoreUnavailableError, ValueError) as exc:
         raise ConfigError(f"replay store: {exc}") from None
 
 
-def open_audit(config: GatewayConfig) -> AuditSink | None:
-    """The audit log (verify mode), SQLite in the state dir unless configured otherwise."""
+def open_audit(config: GatewayConfig) -> AuditLog | None:
+    """The audit log (verify mode), SQLite in the state dir unless configured otherwise.
+
+    Its checkpoints are signed with a key kept in the state dir (or where
+    configured), never in the audit database, so whoever can write the
+    database still cannot re-seal history without it showing.
+    """
     if config.audit == "none" or config.mode != "verify":
         return None
     url = config.audit or f"sqlite:///{Path(config.state_dir).resolve() / 'audit.sqlite'}"
+    cp = config.checkpoints
     try:
-        log: AuditSink = open_audit_log(url)
+        return open_keyed_audit_log(
+            url,
+            checkpoint_key=cp_key_path(config),
+            checkpoint_every=cp.every,
+            checkpoint_interval=cp.interval,
+            witness=cp.witness,
+        )
     except (AuditError, ValueError) as exc:
         raise ConfigError(f"audit log: {exc}") from None
-    return log
+
+
+def cp_key_path(config: GatewayConfig) -> Path:
+    """Where the checkpoint key is: configured, or in the state dir."""
+    return Path(config.checkpoints.key) if config.checkpoints.key else state_key_path(config.state_dir)
+
+
+class LimitReachedError(Error):
+    """A new session or upstream process would pass a configured limit; ``limit`` names it."""
+
+    def __init__(self, limit: str, message: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class Gateway:
@@ -74,7 +101,13 @@ class Gateway:
         except OSError as exc:
             raise ConfigError(f"cannot create state dir {config.state_dir}: {exc.strerror or exc}") from None
         self.replay = open_replay(config)
-        self.audit = open_audit(config)
+        log = open_audit(config)
+        self.audit: AuditSink | None = log
+        self.checkpoint_key: tuple[str, str] | None = None  # (thumbprint, public JWKS path)
+        if log is not None and log.checkpoint_signer is not None:
+            thumbprint = log.checkpoint_signer.thumbprint
+            self.checkpoint_key = (thumbprint, str(public_jwks_path(cp_key_path(config))))
+            self.metrics.checkpoint_key = thumbprint
         keyring = self._load_keys()
         self.routes: dict[str, Route] = {}
         for up in config.upstreams:
@@ -97,6 +130,7 @@ class Gateway:
         self._pool: H1Pool | None = None
         self._stateless: dict[str, Channel] = {}
         self._stateless_lock = asyncio.Lock()
+        self._children: set[Channel] = set()
 
     def _keys_path(self) -> str:
         path = self.config.verify.keys if self.config.mode == "verify" else self.config.issue.keys
@@ -157,10 +191,10 @@ class Gateway:
 
     async def open_session(self, route: Route, sink: Sink) -> GatewaySession:
         """A session with its own upstream connection (process or HTTP session)."""
-        channel = Channel(self._link(route.config), route.config, self.metrics)
+        channel = self._channel(route)
         session = GatewaySession(route, channel, sink)
         channel.owner = session
-        await channel.start()
+        await self._start(channel)
         return session
 
     async def stateless_session(self, route: Route, sink: Sink) -> GatewaySession:
@@ -168,10 +202,32 @@ class Gateway:
         async with self._stateless_lock:
             channel = self._stateless.get(route.name)
             if channel is None:
-                channel = Channel(self._link(route.config), route.config, self.metrics)
-                await channel.start()
+                channel = self._channel(route)
+                await self._start(channel)
                 self._stateless[route.name] = channel
         return GatewaySession(route, channel, sink)
+
+    @staticmethod
+    async def _start(channel: Channel) -> None:
+        """Start, or close again: a channel that never started must not count as a process."""
+        try:
+            await channel.start()
+        except BaseException:
+            await channel.close()
+            raise
+
+    def _channel(self, route: Route) -> Channel:
+        """A channel on a new link; a stdio one counts against ``max_stdio_children``."""
+        if route.config.kind == "stdio":
+            self._children = {c for c in self._children if not c.closed}
+            limit = self.config.limits.max_stdio_children
+            if len(self._children) >= limit:
+                self.metrics.refusal("stdio_children")
+                raise LimitReachedError("stdio_children", f"{limit} upstream processes already running")
+        channel = Channel(self._link(route.config), route.config, self.metrics)
+        if route.config.kind == "stdio":
+            self._children.add(channel)
+        return channel
 
     def _link(self, up: UpstreamConfig) -> Link:
         if up.kind != "http":

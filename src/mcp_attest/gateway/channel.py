@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -75,8 +76,9 @@ class Channel:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
         self._by_downstream: dict[tuple[int, Any], int] = {}
-        self._tokens: dict[Any, int] = {}
         self._replay = _Replay()
+        self._per_peer: Counter[int] = Counter()
+        self.closed = False
         link.on_message = self._on_message
         link.on_down = self._on_down
         link.on_up = self._on_up
@@ -85,6 +87,7 @@ class Channel:
         await self.link.start()
 
     async def close(self) -> None:
+        self.closed = True
         await self._on_down("closed")
         await self.link.close()
 
@@ -92,8 +95,21 @@ class Channel:
     def pending(self) -> int:
         return len(self._pending)
 
+    def pending_of(self, peer: Peer) -> int:
+        """Requests of ``peer`` forwarded and not yet answered."""
+        return self._per_peer[id(peer)]
+
+    def in_flight(self, peer: Peer, downstream_id: Any) -> bool:
+        """Whether ``peer`` already waits on a request with this id (a second would orphan it)."""
+        return (id(peer), downstream_id) in self._by_downstream
+
     async def request(self, peer: Peer, message: Message, headers: Mapping[str, str]) -> None:
-        """Forward a client request under a fresh upstream id."""
+        """Forward a client request under a fresh upstream id.
+
+        A progress token goes upstream as that id too: the token is the
+        client's choice, and on a channel several clients share, routing
+        progress by it would hand one client's progress to another.
+        """
         uid = next(self._ids)
         loop = asyncio.get_running_loop()
         method = str(message.get("method"))
@@ -101,12 +117,13 @@ class Channel:
         pending.timer = loop.call_later(self.config.timeout, self._expire, uid)
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
+        outgoing = {**message, "id": uid}
         if isinstance(meta, dict) and "progressToken" in meta:
             pending.progress_token = meta["progressToken"]
-            self._tokens[meta["progressToken"]] = uid
+            outgoing["params"] = {**message["params"], "_meta": {**meta, "progressToken": uid}}
         self._pending[uid] = pending
+        self._per_peer[id(peer)] += 1
         self._by_downstream[(id(peer), message["id"])] = uid
-        outgoing = {**message, "id": uid}
         if method == "initialize" and self.owner is not None:
             self._replay.initialize = outgoing
         await self.link.send(outgoing, headers, uid)
@@ -133,8 +150,9 @@ class Channel:
         if pending.timer is not None:
             pending.timer.cancel()
         self._by_downstream.pop((id(pending.peer), pending.downstream_id), None)
-        if pending.progress_token is not None:
-            self._tokens.pop(pending.progress_token, None)
+        self._per_peer[id(pending.peer)] -= 1
+        if self._per_peer[id(pending.peer)] <= 0:
+            del self._per_peer[id(pending.peer)]
         return pending
 
     async def _answer(self, uid: int, message: Message) -> None:
@@ -163,7 +181,7 @@ class Channel:
         if "method" not in message:
             await self._malformed(message, related)
             return
-        peer, downstream = self._route(message, related)
+        peer, message, downstream = self._route(message, related)
         if peer is None:
             if is_request(message):
                 await self.link.send(
@@ -172,19 +190,28 @@ class Channel:
             return
         await peer.on_message(message, downstream)
 
-    def _route(self, message: Message, related: tuple[int, ...]) -> tuple[Peer | None, tuple[Any, ...]]:
-        """Who gets a message the upstream sent on its own or beside an answer."""
+    def _route(
+        self, message: Message, related: tuple[int, ...]
+    ) -> tuple[Peer | None, Message, tuple[Any, ...]]:
+        """Who gets a message the upstream sent on its own or beside an answer, and in what form."""
         for uid in related:
             pending = self._pending.get(uid)
             if pending is not None:
-                return pending.peer, (pending.downstream_id,)
+                return pending.peer, self._client_token(message, pending), (pending.downstream_id,)
         params = message.get("params")
-        if isinstance(params, dict) and "progressToken" in params:
-            uid_for_token = self._tokens.get(params["progressToken"])
-            if uid_for_token is not None:
-                pending = self._pending[uid_for_token]
-                return pending.peer, (pending.downstream_id,)
-        return self.owner, ()
+        token = params.get("progressToken") if isinstance(params, dict) else None
+        pending = self._pending.get(token) if type(token) is int else None
+        if pending is not None and pending.progress_token is not None:
+            return pending.peer, self._client_token(message, pending), (pending.downstream_id,)
+        return self.owner, message, ()
+
+    @staticmethod
+    def _client_token(message: Message, pending: _Pending) -> Message:
+        """Progress about ``pending`` carries the token its client chose, not the upstream id."""
+        params = message.get("params")
+        if pending.progress_token is None or not isinstance(params, dict) or "progressToken" not in params:
+            return message
+        return {**message, "params": {**params, "progressToken": pending.progress_token}}
 
     async def _malformed(self, message: Any, related: tuple[int, ...]) -> None:
         """Garbage from upstream: answer the request it was meant for, if that is known."""

@@ -10,39 +10,39 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import importlib.util
 import logging
 import shlex
 import signal
-import sys
+import socket
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import uvicorn
 
+from mcp_attest._cli import Parser, UsageError, usage_failure
 from mcp_attest.gateway.app import Gateway
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_attest.gateway.http import HttpListener
+from mcp_attest.gateway.logs import announce
+from mcp_attest.gateway.logs import configure as configure_logging
 from mcp_attest.gateway.stdio import serve_stdio
+from mcp_attest.gateway.stdio_link import kill_all
 
 __all__ = ["main"]
 
 logger = logging.getLogger("mcp_attest.gateway")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as ConfigError (one line, exit 2) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
-
-
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> Parser:
+    p = Parser(
         prog="mcp-attest gateway", description="Verify or add tool-call attestations in front of MCP servers."
     )
-    p.add_argument("--config", help="TOML config file")
-    p.add_argument("--mode", choices=("verify", "issue"))
+    p.add_argument("--config", help="TOML config file (flags override it)")
+    p.add_argument(
+        "--mode", choices=("verify", "issue"), help="verify attestations (default) or add them"
+    )
     p.add_argument("--stdio", action="store_true", default=None, help="serve one client on stdin/stdout")
     p.add_argument("--stdio-upstream", help="upstream the stdio client talks to (default: the first)")
     p.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP (e.g. 127.0.0.1:8787)")
@@ -60,9 +60,17 @@ def _parser() -> _Parser:
     p.add_argument(
         "--intent", dest="default_intent", help="default intent when no X-MCP-Intent header is sent"
     )
-    p.add_argument("--state-dir", help="directory for the replay store, audit log and pins")
+    p.add_argument(
+        "--state-dir",
+        help="directory for the replay store, audit log and pins "
+        "(default: $XDG_STATE_HOME/mcp-attest/GATEWAY-NAME)",
+    )
     p.add_argument("--replay", help="replay store: 'memory', a SQLite path, or a store URL")
     p.add_argument("--audit", help="audit sink URL, or 'none'")
+    p.add_argument(
+        "--checkpoint-key", help="audit checkpoint signing key (default: created in the state dir)"
+    )
+    p.add_argument("--witness", help="file or database URL receiving a copy of every audit checkpoint")
     p.add_argument(
         "--pin-tools",
         dest="pinning",
@@ -70,8 +78,28 @@ def _parser() -> _Parser:
         default=None,
         help="refuse calls to tools whose definition changed",
     )
-    p.add_argument("--max-body-bytes", type=int)
-    p.add_argument("--log-level")
+    p.add_argument("--max-body-bytes", type=int, help="largest POST body accepted (default 4 MiB)")
+    limits = p.add_argument_group("limits (see docs/gateway.md; a client over one is refused, others go on)")
+    limits.add_argument("--max-sessions", type=int, help="HTTP sessions in total (default 64)")
+    limits.add_argument("--max-sessions-per-client", type=int, help="HTTP sessions per client address (16)")
+    limits.add_argument("--max-stdio-children", type=int, help="upstream processes in total (32)")
+    limits.add_argument("--idle-timeout", type=float, help="minutes before an unused session is closed (5)")
+    limits.add_argument("--max-in-flight", type=int, help="unanswered requests per session (32)")
+    limits.add_argument("--max-header-bytes", type=int, help="bytes of one HTTP request head (16384)")
+    limits.add_argument("--header-timeout", type=float, help="seconds to send a request head (10)")
+    limits.add_argument("--body-timeout", type=float, help="seconds to send a request body (30)")
+    limits.add_argument("--keepalive-timeout", type=float, help="seconds an idle connection stays open (5)")
+    limits.add_argument("--max-connections", type=int, help="open HTTP connections in total (512)")
+    limits.add_argument("--max-connections-per-client", type=int, help="open connections per address (128)")
+    p.add_argument("--log-level", help="DEBUG, INFO (default: one line per verdict), WARNING or ERROR")
+    p.add_argument(
+        "--log-format", choices=("text", "json"), help="log lines as text (default) or JSON Lines"
+    )
+    p.add_argument(
+        "--gateway-name",
+        dest="gateway_name",
+        help="names the default state dir (default: MODE-UPSTREAMS)",
+    )
     return p
 
 
@@ -97,19 +125,58 @@ def main(argv: list[str]) -> int:
     try:
         ns = _parser().parse_args(argv)
         config = load_config(ns.config, _overrides(ns))
-        logging.basicConfig(
-            level=config.log_level, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
-        )
+        configure_logging(config.log_level, config.log_format)
         gateway = Gateway(config)
-    except ConfigError as exc:
-        print(f"mcp-attest gateway: {exc}", file=sys.stderr)
-        return 2
-    except (ValueError, OSError) as exc:
-        print(f"mcp-attest gateway: {exc}", file=sys.stderr)
-        return 2
+        sock = None if config.http_host is None else _bind(config.http_host, config.http_port)
+    except (UsageError, ValueError, OSError) as exc:  # ConfigError is a ValueError
+        return usage_failure("mcp-attest gateway", exc)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(run(gateway))
+        runner.run(run(gateway, sock))
+    # Everything is closed. The interpreter's final collections over the SDK's objects take most of
+    # a second, which a desktop client waiting for the process to exit would see on every close.
+    gc.freeze()
     return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything is announced or started (a busy port is exit 2)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _banner(config: GatewayConfig, where: list[str], checkpoint_key: tuple[str, str] | None) -> None:
+    """What runs where, on stderr: the fingerprint each upstream is enforced for, the state dir,
+    and the key that signs audit checkpoints (an auditor pins its thumbprint)."""
+    announce(
+        config.log_format,
+        f"mcp-attest gateway {config.name}: {config.mode} mode on {', '.join(where)}, "
+        f"state {config.state_dir}",
+        {"mode": config.mode, "listen": where, "stateDir": config.state_dir},
+    )
+    for up in config.upstreams:
+        target = up.url or shlex.join(up.command)
+        announce(
+            config.log_format,
+            f"  upstream {up.name}: {target} (fingerprint {up.fingerprint})",
+            {"upstream": up.name, "target": target, "fingerprint": up.fingerprint},
+        )
+    if checkpoint_key is not None:
+        thumbprint, public = checkpoint_key
+        announce(
+            config.log_format,
+            f"  audit checkpoints signed by key {thumbprint} (public JWKS: {public})",
+            {"checkpointKey": thumbprint, "publicJwks": public},
+        )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -121,11 +188,43 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+def _guarded(config: GatewayConfig, gateway: Gateway) -> type[asyncio.Protocol]:
+    """The HTTP protocol with connection limits; without httptools, h11 bounds only the head size."""
+    from mcp_attest.gateway.connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
+
+    c = config.connections
+    limits = ConnectionLimits(
+        gateway.metrics,
+        max_connections=c.max_connections,
+        max_connections_per_client=c.max_connections_per_client,
+        max_header_bytes=c.max_header_bytes,
+        header_timeout=c.header_timeout,
+    )
+    return guarded_protocol(limits)
+
+
 def _has(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-async def run(gateway: Gateway) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn, ending the gateway's own streams first, so a shutdown is quick and quiet.
+
+    Left to uvicorn, an open server stream (GET) outlives the graceful
+    period and is cancelled with a traceback; closing the sessions first
+    ends every stream and answers every request in flight.
+    """
+
+    def __init__(self, config: uvicorn.Config, listener: HttpListener) -> None:
+        super().__init__(config)
+        self.listener = listener
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.listener.close()
+        await super().shutdown(sockets)
+
+
+async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
     """Serve until stdin closes (stdio) or a termination signal arrives (HTTP)."""
     config: GatewayConfig = gateway.config
     loop = asyncio.get_running_loop()
@@ -138,29 +237,28 @@ async def run(gateway: Gateway) -> None:
     listener = None
     server = None
     served: asyncio.Task[None] | None = None
-    if config.http_host is not None:
+    where = [f"http://{config.http_host}:{config.http_port}{config.http_path}"] if sock is not None else []
+    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])], gateway.checkpoint_key)
+    if sock is not None:
         listener = HttpListener(gateway)
         uv = uvicorn.Config(
             listener,
-            host=config.http_host,
-            port=config.http_port,
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools" if _has("httptools") else "h11",
-            proxy_headers=False,  # nothing reads the client address; one ASGI layer less per request
+            http="h11",
+            proxy_headers=False,  # the peer address is the client (per-client limits); no proxy trusted
             timeout_graceful_shutdown=2,
+            timeout_keep_alive=config.connections.keepalive_timeout,  # type: ignore[arg-type]
+            h11_max_incomplete_event_size=config.connections.max_header_bytes,
         )
-        server = uvicorn.Server(uv)
-        served = asyncio.create_task(server.serve())  # uvicorn handles SIGINT/SIGTERM itself
+        if _has("httptools"):  # header size, header timeout and connection counts
+            uv.http = _guarded(config, gateway)
+        server = _Server(uv, listener)
+        served = asyncio.create_task(server.serve(sockets=[sock]))  # uvicorn handles SIGINT/SIGTERM itself
         served.add_done_callback(lambda _: stop.set())
         tasks.append(served)
-        tasks.append(asyncio.create_task(listener.reap(1800.0)))
-        print(
-            f"mcp-attest gateway: {config.mode} mode, http://{config.http_host}:{config.http_port}{config.http_path}",
-            file=sys.stderr,
-            flush=True,
-        )
+        tasks.append(asyncio.create_task(listener.reap()))
     if config.listen_stdio:
         stdio = asyncio.create_task(serve_stdio(gateway))
         stdio.add_done_callback(lambda _: stop.set())
@@ -179,3 +277,4 @@ async def run(gateway: Gateway) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, timeout=5.0)
         await gateway.close()
+        kill_all()

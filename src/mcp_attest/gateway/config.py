@@ -14,16 +14,25 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.fingerprint import server_fingerprint
 
-__all__ = ["ConfigError", "GatewayConfig", "IssueConfig", "UpstreamConfig", "VerifyConfig", "load_config"]
+__all__ = [
+    "ConfigError",
+    "GatewayConfig",
+    "IssueConfig",
+    "LimitsConfig",
+    "UpstreamConfig",
+    "VerifyConfig",
+    "load_config",
+]
 
 Mode = Literal["verify", "issue"]
 _T = TypeVar("_T")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """A configuration the gateway refuses to start with; always exit 2."""
 
 
@@ -69,6 +78,65 @@ class IssueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """What one client may hold: sessions, upstream processes, requests in flight.
+
+    Sized for a few desktop agents per gateway; every stdio session costs a
+    process (tens of MB), so the totals are what bounds memory.
+    """
+
+    max_sessions: int = 64
+    max_sessions_per_client: int = 16
+    max_stdio_children: int = 32
+    idle_timeout: float = 5.0  # minutes
+    max_in_flight: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class ListenLimits:
+    """What one HTTP connection may hold: header bytes, time, and how many per address."""
+
+    max_header_bytes: int = 16 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keepalive_timeout: float = 5.0
+    max_connections: int = 512
+    max_connections_per_client: int = 128
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """``[checkpoints]``: the audit log's signed tree heads (docs/operations.md).
+
+    ``key`` None means ``audit-checkpoint-key.json`` in the state dir,
+    created at first start: a key the audit database never holds.
+    """
+
+    key: str | None = None
+    every: int = 1000
+    interval: float = 60.0
+    witness: str | None = None
+
+
+def _checkpoints(doc: dict[str, Any], o: dict[str, Any], base: Path) -> CheckpointConfig:
+    table = _section(doc, "checkpoints")
+    _check_keys(table, {"key", "every", "interval", "witness"}, "[checkpoints]")
+    every = _expect(table.get("every", 1000), int, "[checkpoints] every")
+    interval = _expect(table.get("interval", 60.0), (int, float), "[checkpoints] interval")
+    if every < 1 or interval < 0:
+        raise ConfigError("[checkpoints] every must be >= 1 and interval >= 0 (0: no timer)")
+    witness = o.get("witness") or table.get("witness")
+    if witness is not None and "://" not in witness and not witness.startswith("sqlite:"):
+        witness = _resolve(witness, base)
+    return CheckpointConfig(
+        key=_resolve(o.get("checkpoint_key") or table.get("key"), base),
+        every=every,
+        interval=float(interval),
+        witness=witness,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mode: Mode
     upstreams: tuple[UpstreamConfig, ...]
@@ -83,8 +151,13 @@ class GatewayConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     replay: str | None = None
     audit: str | None = None
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     pinning: bool = False
-    log_level: str = "WARNING"
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    name: str = "gateway"
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    connections: ListenLimits = field(default_factory=ListenLimits)
 
     def upstream(self, name: str | None) -> UpstreamConfig:
         """The named upstream, or the first one when ``name`` is None."""
@@ -166,6 +239,8 @@ def _upstream(raw: Any, index: int, base: Path) -> UpstreamConfig:
     if not all(isinstance(v, str) and v.startswith("sha256:") for v in pins.values()):
         raise ConfigError(f"{where}: pins must map tool names to 'sha256:<hex>' digests")
     cwd = table.get("cwd")
+    if command and cwd is None and "/" in command[0]:
+        command = (str(base / command[0]), *command[1:])  # like every path in the file: not the cwd's
     return UpstreamConfig(
         name=name,
         fingerprint=_fingerprint(table, name, where),
@@ -224,6 +299,23 @@ def _resolve(path: str | None, base: Path) -> str | None:
     return str(p if p.is_absolute() else base / p)
 
 
+def _gateway_name(given: Any, mode: str, upstreams: tuple[UpstreamConfig, ...]) -> str:
+    """The gateway's name: its own state dir, so two gateways never share one by accident."""
+    if given is None:
+        return f"{mode}-" + "+".join(u.name for u in upstreams)
+    name = str(_expect(given, str, "name"))
+    if not name or set(name) - _NAME_CHARS or name.startswith("."):
+        raise ConfigError(f"gateway name {name!r} must be letters, digits, '-', '_' or '.'")
+    return name
+
+
+def _default_state_dir(name: str) -> Path:
+    """Per user (XDG state home), never the working directory: desktop clients start servers in /."""
+    xdg = os.environ.get("XDG_STATE_HOME", "")
+    home = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".local" / "state"
+    return home / "mcp-attest" / name
+
+
 def _read(path: str | None) -> tuple[dict[str, Any], Path]:
     if path is None:
         return {}, Path.cwd()
@@ -232,8 +324,8 @@ def _read(path: str | None) -> tuple[dict[str, Any], Path]:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config {path} is not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # TOMLDecodeError, and tomllib's int and depth limits
+        raise ConfigError(f"config {path} is not valid TOML: {str(exc) or type(exc).__name__}") from None
     return doc, Path(path).resolve().parent
 
 
@@ -281,8 +373,22 @@ def _signing(doc: dict[str, Any], o: dict[str, Any], base: Path) -> tuple[Mode, 
     return mode, verify, issue
 
 
+def _bounds(default: _T, table: dict[str, Any], o: dict[str, Any], where: str) -> _T:
+    """A limits table from the file, flags on top; every limit is a positive number."""
+    known = {f.name for f in fields(default)}  # type: ignore[arg-type]
+    values = _typed(default, table, where)
+    values = replace(values, **{k: v for k, v in o.items() if k in known and v is not None})  # type: ignore[type-var]
+    for name in sorted(known):
+        value = getattr(values, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{where} {name} must be a positive number")
+    return values
+
+
 def _listen(doc: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
     listen = _section(doc, "listen")
+    limits = {f.name for f in fields(ListenLimits)}
+    connections = {k: listen.pop(k) for k in list(listen) if k in limits}
     _check_keys(listen, {"stdio", "stdio_upstream", "http", "path", "max_body_bytes"}, "[listen]")
     http = o.get("http", listen.get("http"))
     host, port = None, 8787
@@ -309,6 +415,7 @@ def _listen(doc: dict[str, Any], o: dict[str, Any]) -> dict[str, Any]:
         "http_port": port,
         "http_path": http_path,
         "max_body_bytes": max_body,
+        "connections": _bounds(ListenLimits(), connections, o, "[listen]"),
     }
 
 
@@ -322,20 +429,28 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
     doc, base = _read(path)
     o = overrides or {}
     top = {"mode", "state_dir", "log_level", "listen", "verify", "issue", "upstream", "replay", "audit"}
-    _check_keys(doc, top | {"pinning"}, "config")
+    _check_keys(doc, top | {"pinning", "limits", "name", "log_format", "checkpoints"}, "config")
     mode, verify, issue = _signing(doc, o, base)
-    state_dir = _resolve(o.get("state_dir") or doc.get("state_dir") or ".mcp-attest-gateway", base)
-    assert state_dir is not None
+    upstreams = _upstreams(doc, o, base)
+    name = _gateway_name(o.get("gateway_name") or doc.get("name"), mode, upstreams)
+    state_dir = _resolve(o.get("state_dir") or doc.get("state_dir"), base) or str(_default_state_dir(name))
+    log_format = o.get("log_format") or doc.get("log_format", "text")
+    if log_format not in ("text", "json"):
+        raise ConfigError("log_format must be 'text' or 'json'")
     config = GatewayConfig(
         mode=mode,
-        upstreams=_upstreams(doc, o, base),
-        state_dir=state_dir,
+        upstreams=upstreams,
+        state_dir=str(Path(state_dir).resolve()),
+        name=name,
+        log_format=log_format,
         verify=verify,
         issue=issue,
         replay=o.get("replay") or doc.get("replay"),
         audit=o.get("audit") or doc.get("audit"),
+        checkpoints=_checkpoints(doc, o, base),
         pinning=bool(o.get("pinning") or doc.get("pinning", False)),
-        log_level=str(o.get("log_level") or doc.get("log_level", "WARNING")).upper(),
+        log_level=str(o.get("log_level") or doc.get("log_level", "INFO")).upper(),
+        limits=_bounds(LimitsConfig(), _section(doc, "limits"), o, "[limits]"),
         **_listen(doc, o),
     )
     if config.stdio_upstream is not None:

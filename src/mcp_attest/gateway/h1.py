@@ -27,6 +27,8 @@ from typing import Any, cast
 
 import httptools
 
+from mcp_attest.errors import Error
+
 __all__ = [
     "ConnectError",
     "ConnectTimeout",
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class UpstreamHTTPError(Exception):
+class UpstreamHTTPError(Error):
     """Any failure to get an answer over HTTP (the counterpart of ``httpx.HTTPError``)."""
 
 

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -25,9 +25,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.types import Receive, Scope, Send
 
 from mcp_attest import HEADER_NAME
-from mcp_attest.gateway.app import Gateway
+from mcp_attest.gateway.app import Gateway, LimitReachedError
 from mcp_attest.gateway.jsonrpc import (
     INVALID_REQUEST,
+    LIMIT_REACHED,
     PARSE_ERROR,
     UPSTREAM_UNAVAILABLE,
     Message,
@@ -35,6 +36,7 @@ from mcp_attest.gateway.jsonrpc import (
     is_request,
     is_response,
     reencodable,
+    valid_id,
 )
 from mcp_attest.gateway.policy import Route
 from mcp_attest.gateway.session import GatewaySession
@@ -51,6 +53,9 @@ _OWN_PATHS = frozenset({"/healthz", "/metrics"})
 _SESSION_RAW = _SESSION.encode()
 _ATTESTATION = HEADER_NAME.lower()
 _JSON_TYPE = (b"content-type", b"application/json")
+_SSE_TYPE = (b"content-type", b"text/event-stream")
+# Put on a stream's or a waiting request's queue when the session is gone: end it, no answer.
+_END: Message = {}
 
 
 class _TooLargeError(Exception):
@@ -60,13 +65,27 @@ class _TooLargeError(Exception):
 class _Downstream:
     """Where upstream messages for one HTTP session go: a POST stream, the GET stream, or a backlog."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: str = "") -> None:
+        self.client = client
         self.session: GatewaySession | None = None
         self.waiters: dict[Any, asyncio.Queue[Message]] = {}
         self.stream: asyncio.Queue[Message] | None = None
         self.backlog: deque[Message] = deque(maxlen=_BACKLOG)
+        self.ended = False
+
+    def end(self) -> None:
+        """The client ended the session: open requests are cancelled, open streams close.
+
+        MCP: a cancelled request gets no response, so what the upstream (or
+        the gateway, as it closes the upstream) sends afterwards is dropped.
+        """
+        self.ended = True
+        for queue in [*self.waiters.values(), *([self.stream] if self.stream is not None else [])]:
+            queue.put_nowait(_END)
 
     async def sink(self, message: Message, related: tuple[Any, ...]) -> None:
+        if self.ended:
+            return
         for key in related:
             waiter = self.waiters.get(key)
             if waiter is not None:
@@ -110,6 +129,7 @@ class HttpListener:
         self.gateway = gateway
         self.config = gateway.config
         self.sessions: dict[str, tuple[Route, _Downstream]] = {}
+        self._per_client: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +147,7 @@ class HttpListener:
     async def _dispatch(self, request: Request) -> Response:
         path = request.url.path
         if path == "/healthz":
-            return JSONResponse({"status": "ok", "mode": self.config.mode, "sessions": len(self.sessions)})
+            return JSONResponse(self._health())
         if path == "/metrics":
             return PlainTextResponse(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")
         route = self._route_for(path)
@@ -142,6 +162,16 @@ class HttpListener:
         return PlainTextResponse(
             "method not allowed\n", status_code=405, headers={"allow": "GET, POST, DELETE"}
         )
+
+    def _health(self) -> dict[str, Any]:
+        """Liveness, and the fingerprint enforced per upstream (what clients must sign for)."""
+        return {
+            "status": "ok",
+            "name": self.config.name,
+            "mode": self.config.mode,
+            "sessions": len(self.sessions),
+            "upstreams": {up.name: {"fingerprint": up.fingerprint} for up in self.config.upstreams},
+        }
 
     def _route_for(self, path: str) -> Route | None:
         base = self.config.http_path
@@ -166,7 +196,8 @@ class HttpListener:
             raise _TooLargeError
         chunks, size = [], 0
         while True:
-            event = await receive()
+            async with asyncio.timeout(self.config.connections.body_timeout):
+                event = await receive()
             if event["type"] == "http.disconnect":
                 raise ClientDisconnect
             chunk = event.get("body", b"")
@@ -177,7 +208,9 @@ class HttpListener:
             if not event.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _read_message(self, first: dict[str, str], receive: Receive) -> Message | Response:
+    async def _read_message(
+        self, first: dict[str, str], receive: Receive
+    ) -> tuple[Message, bytes] | Response:
         """The POSTed message, or the HTTP error that refuses it before any session is touched."""
         metrics = self.gateway.metrics
         ctype = first.get("content-type", "").partition(";")[0].strip().lower()
@@ -194,6 +227,10 @@ class HttpListener:
             return _rpc_error(413, INVALID_REQUEST, f"body larger than {self.config.max_body_bytes} bytes")
         except ClientDisconnect:
             return Response(status_code=400)
+        except TimeoutError:
+            metrics.refusal("http_body_timeout")
+            timeout = self.config.connections.body_timeout
+            return _rpc_error(408, INVALID_REQUEST, f"body not received within {timeout:g} s")
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -207,13 +244,12 @@ class HttpListener:
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             metrics.error("http_invalid")
             return _rpc_error(400, INVALID_REQUEST, "not a JSON-RPC 2.0 message")
-        request_id = message.get("id")
-        if "id" in message and (isinstance(request_id, bool) or not isinstance(request_id, str | int)):
+        if "id" in message and not valid_id(message["id"]):
             return _rpc_error(400, INVALID_REQUEST, "id must be a string or an integer")
-        return message
+        return message, body
 
     async def _downstream(
-        self, message: Message, sid: str | None, route: Route
+        self, message: Message, sid: str | None, route: Route, client: str
     ) -> tuple[_Downstream, str | None] | Response:
         """The session a message belongs to: existing, new (initialize), or one-shot."""
         if sid is not None:
@@ -221,19 +257,49 @@ class HttpListener:
             if entry is None or entry[0] is not route:
                 return _rpc_error(404, -32001, "session not found", message.get("id"))
             return entry[1], sid
-        downstream = _Downstream()
+        downstream = _Downstream(client)
         try:
             if message.get("method") == "initialize" and is_request(message):
+                refused = self._session_refusal(client, message.get("id"))
+                if refused is not None:
+                    return refused
                 downstream.session = await self.gateway.open_session(route, downstream.sink)
                 sid = secrets.token_urlsafe(24)
                 self.sessions[sid] = (route, downstream)
+                self._per_client[client] += 1
             else:
                 downstream.session = await self.gateway.stateless_session(route, downstream.sink)
+        except LimitReachedError as exc:
+            return _rpc_error(503, LIMIT_REACHED, str(exc), message.get("id"))
         except (OSError, TimeoutError) as exc:
             self.gateway.metrics.error("upstream_down")
             why = f"upstream {route.name} unavailable: {type(exc).__name__}"
             return _rpc_error(502, UPSTREAM_UNAVAILABLE, why, message.get("id"))
         return downstream, sid
+
+    def _session_refusal(self, client: str, request_id: Any) -> Response | None:
+        """503 when the gateway holds all the sessions it may, 429 when this address holds its share."""
+        limits = self.config.limits
+        if len(self.sessions) >= limits.max_sessions:
+            self.gateway.metrics.refusal("sessions_total")
+            why = f"the gateway holds {limits.max_sessions} sessions, its limit; retry later"
+            return _rpc_error(503, LIMIT_REACHED, why, request_id)
+        if self._per_client[client] >= limits.max_sessions_per_client:
+            self.gateway.metrics.refusal("sessions_per_client")
+            why = f"this client holds {limits.max_sessions_per_client} sessions, its limit"
+            return _rpc_error(429, LIMIT_REACHED, why, request_id)
+        return None
+
+    def _forget(self, sid: str) -> GatewaySession | None:
+        """Drop a session from the table (DELETE, idle, shutdown); its channel is the caller's to close."""
+        entry = self.sessions.pop(sid, None)
+        if entry is None:
+            return None
+        client = entry[1].client
+        self._per_client[client] -= 1
+        if self._per_client[client] <= 0:
+            del self._per_client[client]
+        return entry[1].session
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, route: Route) -> None:
         # Header names arrive lower-cased; checks read the first of a repeated header (as
@@ -251,11 +317,13 @@ class HttpListener:
         if not self._origin_ok(first.get("origin")):
             await _rpc_error(403, INVALID_REQUEST, "origin not allowed")(scope, receive, send)
             return
-        message = await self._read_message(first, receive)
-        if isinstance(message, Response):
-            await message(scope, receive, send)
+        read = await self._read_message(first, receive)
+        if isinstance(read, Response):
+            await read(scope, receive, send)
             return
-        found = await self._downstream(message, headers.get(_SESSION), route)
+        message, raw = read
+        client = scope["client"][0] if scope.get("client") else ""
+        found = await self._downstream(message, headers.get(_SESSION), route, client)
         if isinstance(found, Response):
             await found(scope, receive, send)
             return
@@ -264,21 +332,35 @@ class HttpListener:
         assert session is not None
         extra = [(_SESSION_RAW, sid.encode("latin-1"))] if sid else []
         if not is_request(message):
-            await session.from_client(message, headers)
-            await _send(send, 202, b"", extra)
+            refusal = await session.from_client(message, headers, raw)
+            if refusal is None:
+                await _send(send, 202, b"", extra)
+            else:
+                await _send(send, 400, orjson.dumps(refusal), [_JSON_TYPE, *extra])
             return
         request_id = message["id"]
+        if len(downstream.waiters) >= self.config.limits.max_in_flight:
+            self.gateway.metrics.refusal("in_flight")
+            why = f"more than {self.config.limits.max_in_flight} requests in flight in this session"
+            await _rpc_error(429, LIMIT_REACHED, why, request_id)(scope, receive, send)
+            return
+        if request_id in downstream.waiters:
+            self.gateway.metrics.error("client_duplicate_id")
+            why = "a request with this id is already in flight in this session"
+            await _rpc_error(409, INVALID_REQUEST, why, request_id)(scope, receive, send)
+            return
         queue: asyncio.Queue[Message] = asyncio.Queue()
         downstream.waiters[request_id] = queue
         try:
-            await session.from_client(message, headers)
+            await session.from_client(message, headers, raw)
             first_reply = await queue.get()
         except BaseException:
             downstream.waiters.pop(request_id, None)
             raise
-        if is_response(first_reply) and first_reply.get("id") == request_id:
-            downstream.waiters.pop(request_id, None)
-            await _send(send, 200, orjson.dumps(first_reply), [_JSON_TYPE, *extra])
+        if first_reply is _END or (is_response(first_reply) and first_reply.get("id") == request_id):
+            downstream.waiters.pop(request_id, None)  # _END: cancelled, no answer (an empty SSE stream)
+            body, kind = (b"", _SSE_TYPE) if first_reply is _END else (orjson.dumps(first_reply), _JSON_TYPE)
+            await _send(send, 200, body, [kind, *extra])
             return
         stream = StreamingResponse(
             self._stream(downstream, request_id, first_reply, queue),
@@ -292,7 +374,7 @@ class HttpListener:
     ) -> AsyncIterator[bytes]:
         try:
             message = first
-            while True:
+            while message is not _END:
                 yield _sse(message)
                 if is_response(message) and message.get("id") == request_id:
                     return
@@ -325,6 +407,8 @@ class HttpListener:
                     except TimeoutError:
                         yield b": keepalive\n\n"
                         continue
+                    if message is _END:
+                        return
                     yield _sse(message)
             finally:
                 if downstream.stream is queue:
@@ -339,32 +423,39 @@ class HttpListener:
         entry = self.sessions.get(sid or "")
         if sid is None or entry is None or entry[0] is not route:
             return _rpc_error(404, -32001, "session not found")
-        del self.sessions[sid]
-        session = entry[1].session
+        entry[1].end()
+        session = self._forget(sid)
         if session is not None:
             await session.close()
         return Response(status_code=200)
 
-    async def reap(self, idle: float) -> None:
-        """Close sessions nobody used for ``idle`` seconds: their processes are not free."""
+    async def reap(self) -> None:
+        """Close sessions no client message touched for the idle timeout: their processes are not free.
+
+        An open GET stream does not keep a session alive (it would let one
+        client hold a process forever); its stream ends with the session,
+        and the client's next request gets 404 and re-initializes.
+        """
+        idle = self.config.limits.idle_timeout * 60.0
         while True:
-            await asyncio.sleep(min(idle, 60.0))
+            await asyncio.sleep(min(idle / 4, 30.0))
             now = time.monotonic()
             for sid, (_, downstream) in list(self.sessions.items()):
                 session = downstream.session
-                if (
-                    session is not None
-                    and now - session.last_used > idle
-                    and session.channel.pending == 0
-                    and downstream.stream is None
-                ):
-                    self.sessions.pop(sid, None)
+                if session is not None and now - session.last_used > idle and not downstream.waiters:
+                    self._forget(sid)
+                    self.gateway.metrics.refusal("idle_session_closed")
+                    if downstream.stream is not None:
+                        downstream.stream.put_nowait(_END)
                     with contextlib.suppress(Exception):
                         await session.close()
 
     async def close(self) -> None:
-        for _, downstream in list(self.sessions.values()):
-            if downstream.session is not None:
+        """Shutdown: server streams end at once (no client is left waiting on a dead process)."""
+        for sid, (_, downstream) in list(self.sessions.items()):
+            if downstream.stream is not None:
+                downstream.stream.put_nowait(_END)
+            session = self._forget(sid)
+            if session is not None:
                 with contextlib.suppress(Exception):
-                    await downstream.session.close()
-        self.sessions.clear()
+                    await session.close()

@@ -14,7 +14,9 @@ import orjson
 
 __all__ = [
     "INTERNAL_ERROR",
+    "INVALID_PARAMS",
     "INVALID_REQUEST",
+    "LIMIT_REACHED",
     "PARSE_ERROR",
     "UPSTREAM_TIMEOUT",
     "UPSTREAM_UNAVAILABLE",
@@ -26,15 +28,18 @@ __all__ = [
     "is_request",
     "is_response",
     "reencodable",
+    "valid_id",
 ]
 
 Message = dict[str, Any]
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 UPSTREAM_TIMEOUT = -32001
 UPSTREAM_UNAVAILABLE = -32002
+LIMIT_REACHED = -32003
 
 
 def is_request(message: Message) -> bool:
@@ -47,6 +52,11 @@ def is_notification(message: Message) -> bool:
 
 def is_response(message: Message) -> bool:
     return "method" not in message and "id" in message and ("result" in message or "error" in message)
+
+
+def valid_id(value: Any) -> bool:
+    """MCP request ids and progress tokens: a string or an integer (never a bool, list or object)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def error_response(request_id: Any, code: int, message: str, data: Any = None) -> Message:

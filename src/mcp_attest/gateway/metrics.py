@@ -1,6 +1,6 @@
 """Prometheus text exposition without a client library.
 
-Four metric families do not justify a dependency; the text format is small
+A handful of metric families does not justify a dependency; the text format is small
 and stable, and keeping it here means the gateway extra needs nothing the
 ``mcp`` extra does not already bring.
 """
@@ -37,6 +37,8 @@ class Metrics:
         self._hist_sum = 0.0
         self._hist_count = 0
         self.upstream_restarts: Counter[str] = Counter()
+        self.refusals: Counter[str] = Counter()
+        self.checkpoint_key: str | None = None  # thumbprint of the audit checkpoint key
 
     def call(self, upstream: str, outcome: str) -> None:
         """A ``tools/call`` the gateway handled: forwarded, rejected or failed."""
@@ -52,6 +54,11 @@ class Metrics:
         """A protocol fault on either side (bad input, upstream timeout, ...)."""
         with self._lock:
             self.errors[kind] += 1
+
+    def refusal(self, limit: str) -> None:
+        """A client refused because it reached a limit (sessions, connections, header size ...)."""
+        with self._lock:
+            self.refusals[limit] += 1
 
     def restart(self, upstream: str) -> None:
         with self._lock:
@@ -93,6 +100,14 @@ class Metrics:
                 for k, n in sorted(self.errors.items())
             ]
             out += [
+                "# HELP mcp_attest_gateway_refusals_total Clients refused at a limit, by limit.",
+                "# TYPE mcp_attest_gateway_refusals_total counter",
+            ]
+            out += [
+                f"mcp_attest_gateway_refusals_total{_labels(limit=k)} {n}"
+                for k, n in sorted(self.refusals.items())
+            ]
+            out += [
                 "# HELP mcp_attest_gateway_upstream_restarts_total Restarts of stdio upstream processes.",
                 "# TYPE mcp_attest_gateway_upstream_restarts_total counter",
             ]
@@ -111,4 +126,11 @@ class Metrics:
                 out.append(f"mcp_attest_gateway_call_seconds_bucket{_labels(le=le)} {cumulative}")
             out.append(f"mcp_attest_gateway_call_seconds_sum {self._hist_sum}")
             out.append(f"mcp_attest_gateway_call_seconds_count {self._hist_count}")
+            if self.checkpoint_key is not None:
+                name = "mcp_attest_gateway_audit_checkpoint_key_info"
+                out += [
+                    f"# HELP {name} The key signing audit checkpoints (RFC 7638 thumbprint).",
+                    f"# TYPE {name} gauge",
+                    f"{name}{_labels(thumbprint=self.checkpoint_key)} 1",
+                ]
         return "\n".join(out) + "\n"

@@ -69,12 +69,12 @@ class PinStore:
                 if pinned is None:
                     self._pins[name] = digest
                     dirty = True
-                elif pinned != digest:
-                    if self._changed.get(name) != digest:
-                        logger.warning("tool %r changed upstream: pinned %s, now %s", name, pinned, digest)
+                elif pinned != digest and name not in self._changed:
+                    # Sticky: a later listing of the pinned definition (the same list
+                    # naming the tool twice, or another session) does not clear it;
+                    # only an operator re-pinning does.
+                    logger.warning("tool %r changed upstream: pinned %s, now %s", name, pinned, digest)
                     self._changed[name] = digest
-                else:
-                    self._changed.pop(name, None)
             if dirty:
                 self._save()
 

@@ -1,27 +1,36 @@
 """What the gateway does to a ``tools/call`` for one upstream: verify, or sign.
 
-Verification goes through the MCP integration's ``AttestationGuard``, the
-same code an SDK server runs, so a call is judged identically whether the
-guard sits inside the server or in front of it (same envelope sources,
-same V11 header rule, same V10 rejection text, same capability object).
+Verification uses the MCP integration's ``AttestationGuard`` (its verifier,
+V10 rejection text and capability object), so a call is judged as an SDK
+server judges it, with one difference in the gateway's favour: the
+verifier sees the envelope and arguments as the client wrote them
+(``rawcall``), so C2 and C3 apply to the bytes, not to orjson's reading.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
+import orjson
+
 from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Keyring, Verdict, Verifier, VerifierPolicy
-from mcp_attest.canonical import CanonicalizationError
+from mcp_attest.canonical import MAX_ENVELOPE_BYTES, CanonicalizationError, parse_arguments
 from mcp_attest.gateway.config import GatewayConfig, UpstreamConfig
 from mcp_attest.gateway.jsonrpc import Message, gateway_error_result
 from mcp_attest.gateway.metrics import Metrics
 from mcp_attest.gateway.pins import PinStore
+from mcp_attest.gateway.rawcall import CallInputs
 from mcp_attest.mcp import AttestationGuard
 from mcp_attest.replay import ReplayStore
 from mcp_attest.transport import encode_header
+from mcp_attest.verdict import Reason
 
 __all__ = ["AuditSink", "Decision", "Route", "build_guard", "build_issuer"]
 
@@ -29,6 +38,13 @@ logger = logging.getLogger("mcp_attest.gateway")
 
 INTENT_HEADER = "x-mcp-intent"
 _MAX_INTENT_BYTES = 4096
+# Calls larger than this are judged (strict reading, digests) in a worker thread, so one
+# big body does not stall every other client on the event loop.
+_OFF_LOOP_BYTES = 64 * 1024
+# The verdicts reached after V7: only these judged the arguments, so only their records
+# carry a digest of them (computing one for a call refused earlier is work for an attacker).
+_AFTER_V7 = frozenset({Reason.ARGS_COMMITMENT_MISMATCH, Reason.NONCE_REPLAY})
+_MAX_TOOL_CHARS = 256
 
 
 class AuditSink(Protocol):
@@ -45,6 +61,15 @@ class Decision:
     params: Message | None = None
     headers: dict[str, str] = field(default_factory=dict)
     outcome: str = "forwarded"
+    reason: str | None = None
+    detail: str | None = None
+    attestation_id: str | None = None
+
+
+def _judged(verdict: Verdict, **kwargs: Any) -> Decision:
+    """A decision carrying the verdict's facts, for the log line."""
+    reason = "accepted" if verdict.accepted or verdict.reason is None else verdict.reason.value
+    return Decision(reason=reason, detail=verdict.detail, attestation_id=verdict.attestation_id, **kwargs)
 
 
 def build_guard(
@@ -97,17 +122,25 @@ class Route:
     # -- negotiation (PROFILE section 8) --------------------------------------
 
     def advertise(self, result: Any) -> None:
-        """Add the server capability to an ``initialize`` / ``server/discover`` result.
+        """Say what the client must do, in an ``initialize`` / ``server/discover`` result.
 
-        Only in verify mode: there the gateway is the verifier the client
-        talks to. In issue mode the upstream's own advertisement is passed
-        through untouched, since it is the upstream that verifies.
+        Verify mode: the gateway is the verifier the client talks to, so it
+        advertises its own capability. Issue mode: the gateway signs every
+        call, so the client has to do nothing; the upstream's capability is
+        passed on with ``required`` false (its algorithms stay, for a client
+        that signs for itself), else an attesting client without a key
+        would refuse to send a call the gateway would have signed.
         """
-        if self.guard is None or not isinstance(result, dict):
+        capabilities = result.get("capabilities") if isinstance(result, dict) else None
+        if not isinstance(capabilities, dict):
             return
-        capabilities = result.get("capabilities")
-        if isinstance(capabilities, dict):
+        if self.guard is not None:
             self.guard.advertise(capabilities)
+        elif self.issuer is not None:
+            for place in ("extensions", "experimental"):
+                entries = capabilities.get(place)
+                if isinstance(entries, dict) and isinstance(entries.get(CAPABILITY), dict):
+                    entries[CAPABILITY] = {**entries[CAPABILITY], "required": False}
 
     def prepare_initialize(self, message: Message) -> Message:
         """In issue mode, tell the upstream this client (the gateway) attests."""
@@ -128,48 +161,93 @@ class Route:
 
     # -- tools/call -------------------------------------------------------------
 
-    async def decide(self, params: Message, headers: Mapping[str, str]) -> Decision:
-        """Verify or sign one call; never raises for anything a client sends."""
+    async def decide(self, params: Message, headers: Mapping[str, str], inputs: CallInputs) -> Decision:
+        """Verify or sign one call; never raises for anything a client sends.
+
+        ``inputs`` is what the call said on the wire (``rawcall``): the
+        verifier judges that, and ``params`` is what gets forwarded.
+        """
         tool, arguments = params.get("name"), params.get("arguments")
         if not isinstance(tool, str) or not (arguments is None or isinstance(arguments, dict)):
             return Decision(
                 reply=gateway_error_result("invalid_params", "name must be a string and arguments an object"),
                 outcome="invalid",
+                reason="invalid_params",
             )
         args: dict[str, Any] = arguments or {}
         if self.pins is not None:
             why = self.pins.refusal(tool)
             if why is not None:
-                self.metrics.verdict(self.name, "tool_definition_changed")
-                return Decision(
-                    reply=gateway_error_result("tool_definition_changed", why), outcome="rejected"
-                )
+                return self.refuse(tool, Reason.TOOL_MISMATCH, "gateway.tool_definition_changed", why)
         if self.guard is not None:
-            return await self._verify(tool, args, params, headers)
+            work = partial(self._judge, tool, inputs, headers.get(HEADER_NAME.lower()))
+            verdict = await asyncio.to_thread(work) if inputs.size > _OFF_LOOP_BYTES else work()
+            return self._decision(verdict, params, headers)
         if self.issuer is not None:
             return self._sign(tool, args, params, headers)
         return Decision(params=params)
 
-    async def _verify(
-        self, tool: str, args: dict[str, Any], params: Message, headers: Mapping[str, str]
-    ) -> Decision:
+    def refuse(self, tool: Any, reason: Reason, detail: str, why: str) -> Decision:
+        """A refusal of the gateway's own, recorded like a verdict (it judged no envelope)."""
+        verdict = Verdict(
+            accepted=False,
+            reason=reason,
+            detail=detail,
+            verified_at=time.time(),
+            verifier_fingerprint=self.config.fingerprint,
+        )
+        self.metrics.verdict(self.name, detail.removeprefix("gateway."))
+        failed = self._record(verdict, str(tool), None, None)
+        if failed is not None:
+            return failed
+        return _judged(
+            verdict, reply=gateway_error_result(detail.removeprefix("gateway."), why), outcome="rejected"
+        )
+
+    def _judge(self, tool: str, inputs: CallInputs, header: str | None) -> Verdict | Decision:
+        """The verdict and its audit record: run off the event loop for large calls."""
         assert self.guard is not None
-        meta = params.get("_meta")
-        meta = meta if isinstance(meta, dict) else None
-        verdict = await self.guard.check(tool, args, meta, headers)
+        verdict = self.guard.verifier.verify(
+            inputs.envelope, tool=tool, arguments=inputs.arguments, header=header
+        )
         self.metrics.verdict(self.name, "accepted" if verdict.accepted else str(verdict.reason))
-        if self.audit is not None:
+        judged_args = verdict.accepted or verdict.reason in _AFTER_V7
+        envelope = inputs.envelope if verdict.detail != "malformed.too_large" else None
+        failed = self._record(verdict, tool, inputs.arguments if judged_args else None, envelope)
+        return verdict if failed is None else failed
+
+    def _record(self, verdict: Verdict, tool: str, arguments: Any, envelope: Any) -> Decision | None:
+        """Append to the audit log; a decision that cannot be recorded is refused (fail closed)."""
+        if self.audit is None:
+            return None
+        if isinstance(envelope, Mapping) and len(orjson.dumps(envelope)) > MAX_ENVELOPE_BYTES:
+            envelope = None
+        if isinstance(arguments, bytes):
             try:
-                self.audit.append(verdict, tool=tool, arguments=args, envelope=(meta or {}).get(META_KEY))
-            except Exception:  # no record, no call: a decision must never go unrecorded (fail closed)
-                logger.exception("audit append failed; refusing the call")
-                self.metrics.error("audit_unavailable")
-                return Decision(
-                    reply=gateway_error_result("audit_unavailable", "the call could not be recorded"),
-                    outcome="failed",
-                )
+                arguments = parse_arguments(arguments)
+            except CanonicalizationError:
+                arguments = None  # refused by C3 (the verdict says so): there is nothing to digest
+        try:
+            self.audit.append(verdict, tool=_bounded(tool), arguments=arguments, envelope=envelope)
+        except Exception:
+            logger.exception("audit append failed; refusing the call")
+            self.metrics.error("audit_unavailable")
+            failed = _judged(
+                verdict,
+                reply=gateway_error_result("audit_unavailable", "the call could not be recorded"),
+                outcome="failed",
+            )
+            failed.reason = "audit_unavailable"
+            return failed
+        return None
+
+    def _decision(self, verdict: Verdict | Decision, params: Message, headers: Mapping[str, str]) -> Decision:
+        if isinstance(verdict, Decision):
+            return verdict
+        assert self.guard is not None
         if not verdict.accepted:
-            return Decision(
+            return _judged(
+                verdict,
                 reply=self.guard.rejection(verdict).model_dump(by_alias=True, exclude_none=True, mode="json"),
                 outcome="rejected",
             )
@@ -177,19 +255,30 @@ class Route:
         header = headers.get(HEADER_NAME.lower())
         if header is not None and self.config.kind == "http":
             forward[HEADER_NAME] = header
-        return Decision(params=params, headers=forward)
+        return _judged(verdict, params=params, headers=forward)
 
     def _sign(self, tool: str, args: dict[str, Any], params: Message, headers: Mapping[str, str]) -> Decision:
         assert self.issuer is not None
         meta = params.get("_meta")
         meta = dict(meta) if isinstance(meta, dict) else {}
         if META_KEY in meta:  # the client attests for itself; never overwrite its plan
-            return Decision(params=params, outcome="passed")
-        intent = (headers.get(INTENT_HEADER) or "").strip() or self.gateway.issue.default_intent
+            return Decision(params=params, outcome="passed", reason="client_attested")
+        try:  # HTTP header bytes reach us as latin-1 text; an intent is UTF-8 (RFC 9110 allows it)
+            intent = (headers.get(INTENT_HEADER) or "").encode("latin-1").decode("utf-8").strip()
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return Decision(
+                reply=gateway_error_result("cannot_sign", "X-MCP-Intent is not UTF-8"),
+                outcome="failed",
+                reason="cannot_sign",
+                detail="intent.not_utf8",
+            )
+        intent = intent or self.gateway.issue.default_intent
         if len(intent.encode("utf-8", "surrogatepass")) > _MAX_INTENT_BYTES:
             return Decision(
                 reply=gateway_error_result("cannot_sign", "intent is longer than 4096 bytes"),
                 outcome="failed",
+                reason="cannot_sign",
+                detail="intent.too_long",
             )
         issue = self.gateway.issue
         try:
@@ -202,9 +291,26 @@ class Route:
                 exp_seconds=issue.exp_seconds,
             )
         except CanonicalizationError as exc:
-            return Decision(reply=gateway_error_result("cannot_sign", exc.detail), outcome="failed")
+            return Decision(
+                reply=gateway_error_result("cannot_sign", exc.detail),
+                outcome="failed",
+                reason="cannot_sign",
+                detail=exc.detail,
+            )
         meta[META_KEY] = envelope.to_wire()
         forward = (
             {HEADER_NAME: encode_header(envelope)} if issue.header and self.config.kind == "http" else {}
         )
-        return Decision(params={**params, "_meta": meta}, headers=forward, outcome="signed")
+        return Decision(
+            params={**params, "_meta": meta},
+            headers=forward,
+            outcome="signed",
+            attestation_id=hashlib.sha256(envelope.signing_input()).hexdigest(),
+        )
+
+
+def _bounded(tool: str) -> str:
+    """A client-chosen tool name as the audit log keeps it: at most 256 characters, marked when cut."""
+    if len(tool) <= _MAX_TOOL_CHARS:
+        return tool
+    return f"{tool[:_MAX_TOOL_CHARS]}...[{len(tool)} characters]"

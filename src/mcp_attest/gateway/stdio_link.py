@@ -19,6 +19,53 @@ __all__ = ["StdioLink"]
 logger = logging.getLogger("mcp_attest.gateway")
 
 _MAX_LINE = 64 * 1024 * 1024
+# Stopping a child (the MCP stdio shutdown, as the gateway's own client side): close its stdin,
+# wait, SIGTERM, wait, SIGKILL. Both waits together stay well under the 2 s a desktop client
+# gives the gateway before its own SIGTERM, so the gateway is never gone before its child.
+EOF_GRACE = 0.5
+TERM_GRACE = 0.5
+_LIVE: set[asyncio.subprocess.Process] = set()
+
+
+def kill_all() -> None:
+    """Last resort at exit: no child outlives the gateway, whatever path the shutdown took."""
+    for proc in list(_LIVE):
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+    _LIVE.clear()
+
+
+async def _exited(proc: asyncio.subprocess.Process, grace: float) -> bool:
+    try:
+        await asyncio.wait_for(proc.wait(), timeout=grace)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def stop_process(proc: asyncio.subprocess.Process, name: str) -> None:
+    """End a child and reap it; if this is cancelled half-way, the child is killed at once."""
+    try:
+        if proc.returncode is None and proc.stdin is not None:
+            proc.stdin.close()
+        if await _exited(proc, EOF_GRACE):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.terminate()
+        if await _exited(proc, TERM_GRACE):
+            return
+        logger.warning("upstream %s ignored end of input and SIGTERM; killing it", name)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    except BaseException:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+        raise
+    finally:
+        _LIVE.discard(proc)
 
 
 class StdioLink:
@@ -46,12 +93,22 @@ class StdioLink:
         self.starts = 0
 
     async def start(self) -> None:
+        """Start the supervisor; if no process comes up in time, stop it again.
+
+        Nobody holds a link whose start failed, so a supervisor left running
+        would retry forever and, once the command works, leave a process
+        that belongs to no session.
+        """
         self._task = asyncio.create_task(self._supervise(), name=f"upstream-{self.config.name}")
-        await asyncio.wait_for(self._ready.wait(), timeout=self.config.timeout)
+        try:
+            await asyncio.wait_for(self._ready.wait(), timeout=self.config.timeout)
+        except BaseException:
+            await self.close()
+            raise
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, **dict(self.config.env)}
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *self.config.command,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
@@ -60,6 +117,8 @@ class StdioLink:
             cwd=self.config.cwd,
             limit=_MAX_LINE,
         )
+        _LIVE.add(proc)
+        return proc
 
     async def _supervise(self) -> None:
         backoff = 0.2
@@ -109,7 +168,9 @@ class StdioLink:
             if not line.strip():
                 continue
             await self.on_message(parse_message(line), ())
-        return await proc.wait()
+        code = await proc.wait()
+        _LIVE.discard(proc)
+        return code
 
     async def send(self, message: Message, headers: Mapping[str, str], request_id: int | None) -> None:
         if not self._replaying:  # the handshake replay writes before anyone else may
@@ -125,15 +186,8 @@ class StdioLink:
 
     async def close(self) -> None:
         self._closed = True
-        proc = self._proc
-        if proc is not None and proc.returncode is None:
-            if proc.stdin is not None:
-                proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=2.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        if self._proc is not None:
+            await stop_process(self._proc, self.config.name)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

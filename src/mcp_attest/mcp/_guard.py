@@ -8,6 +8,7 @@ what a rejection looks like on the wire.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -28,9 +29,10 @@ from mcp_attest import (
     VerifierPolicy,
     server_fingerprint,
 )
+from mcp_attest.errors import ConfigurationError
 from mcp_attest.mcp._sdk import AttestationExtension, CapabilityMiddleware, install
 from mcp_attest.receipts import ReceiptSigner
-from mcp_attest.stores import open_audit_log, open_replay_store
+from mcp_attest.stores import open_keyed_audit_log, open_replay_store
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -93,6 +95,7 @@ def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook
                 await outcome
 
     return record
+
 
 _current: ContextVar[Verdict | None] = ContextVar("mcp_attest_verdict", default=None)
 
@@ -202,12 +205,16 @@ class AttestationGuard:
         configured with the same two strings computes the same value.
         ``replay_store`` and ``audit`` also take store URLs (``sqlite:///path``,
         ``redis://...``, ``postgresql://...``); the audit log then records
-        every verdict before the tool runs.
+        every verdict before the tool runs, and signs checkpoints with a key
+        kept outside the database (``open_keyed_audit_log``: beside a SQLite
+        file, else in the user's XDG state dir).
         """
         if isinstance(replay_store, str):
             replay_store = open_replay_store(replay_store)
         if isinstance(audit, str):
-            audit = open_audit_log(audit)
+            log = open_keyed_audit_log(audit)
+            atexit.register(log.close)  # a clean exit signs a last checkpoint, so a cut tail shows
+            audit = log
         if audit is not None:
             on_verdict = audit_hook(audit, on_verdict)
         fingerprint = _resolve_fingerprint(server_fingerprint, server_name, server_id)
@@ -349,8 +356,8 @@ class AttestationGuard:
 def _resolve_fingerprint(given: str | None, name: str | None, server_id: str | None) -> str:
     if given is not None:
         if name is not None or server_id is not None:
-            raise ValueError("give server_fingerprint or server_name/server_id, not both")
+            raise ConfigurationError("give server_fingerprint or server_name/server_id, not both")
         return given
     if name is None or server_id is None:
-        raise ValueError("give server_fingerprint, or both server_name and server_id")
+        raise ConfigurationError("give server_fingerprint, or both server_name and server_id")
     return server_fingerprint(name, server_id)

@@ -10,6 +10,7 @@ from mcp.server.lowlevel import Server
 from mcp_types import CallToolRequestParams
 
 from mcp_attest import CAPABILITY
+from mcp_attest.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from mcp_attest.mcp._guard import AttestationGuard
@@ -74,7 +75,7 @@ def install(guard: AttestationGuard, server: Server[Any]) -> None:
     """
     entry = server.get_request_handler("tools/call")
     if entry is None:
-        raise ValueError("register on_call_tool before installing the attestation guard")
+        raise ConfigurationError("register on_call_tool before installing the attestation guard")
     handler = entry.handler
 
     async def guarded(ctx: ServerRequestContext[Any, Any], params: CallToolRequestParams) -> HandlerResult:

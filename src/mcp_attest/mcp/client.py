@@ -20,8 +20,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult, RequestParamsMeta, ServerCapabilities, TextContent
 
 from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Reason
+from mcp_attest import AttestationRejectedError as CoreAttestationRejectedError
 from mcp_attest.canonical import canonicalize
 from mcp_attest.envelope import b64url_encode
+from mcp_attest.errors import ConfigurationError, Error
 from mcp_attest.issuer import Commit
 
 __all__ = [
@@ -36,7 +38,7 @@ __all__ = [
 ]
 
 
-class AttestationError(Exception):
+class AttestationError(Error):
     """Base of the errors the attesting client raises."""
 
 
@@ -48,13 +50,15 @@ class AttestationUnavailableError(AttestationError):
     """
 
 
-class AttestationRejectedError(AttestationError):
-    """The server's guard rejected the call (a V10 result); the tool did not run."""
+class AttestationRejectedError(AttestationError, CoreAttestationRejectedError):
+    """The server's guard rejected the call (a V10 result); the tool did not run.
+
+    Also a ``mcp_attest.AttestationRejectedError``, so code that handles local
+    and remote refusals alike catches both with one clause.
+    """
 
     def __init__(self, reason: Reason, detail: str | None, result: CallToolResult) -> None:
-        super().__init__(f"attestation rejected: {reason.value}" + (f" ({detail})" if detail else ""))
-        self.reason = reason
-        self.detail = detail
+        CoreAttestationRejectedError.__init__(self, reason, detail)
         self.result = result
 
 
@@ -188,7 +192,7 @@ class AttestingClient:
         if isinstance(server, str):
             server = attesting_http_transport(server, header=header)
         elif header:
-            raise ValueError("header=True needs a Streamable HTTP URL")
+            raise ConfigurationError("header=True needs a Streamable HTTP URL")
         extensions = list(client_options.pop("extensions", None) or ())
         if issuer is not None:
             extensions.append(advertise(CAPABILITY, {"algorithms": [issuer.alg]}))

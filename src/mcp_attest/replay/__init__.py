@@ -1,6 +1,6 @@
 """Replay protection: one nonce entry is consumed once per deployment (PROFILE section 6)."""
 
-from mcp_attest.replay.base import ReplayStore, StoreUnavailable, replay_key
+from mcp_attest.replay.base import ReplayStore, StoreUnavailableError, replay_key
 from mcp_attest.replay.memory import InMemoryReplayStore
 from mcp_attest.replay.sqlite import SQLiteReplayStore
 
@@ -8,6 +8,6 @@ __all__ = [
     "InMemoryReplayStore",
     "ReplayStore",
     "SQLiteReplayStore",
-    "StoreUnavailable",
+    "StoreUnavailableError",
     "replay_key",
 ]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from mcp_attest.errors import Error
 from mcp_attest.replay.key import replay_key
 
-__all__ = ["ReplayStore", "StoreUnavailable", "replay_key"]
+__all__ = ["ReplayStore", "StoreUnavailableError", "replay_key"]
 
 
-class StoreUnavailable(Exception):  # noqa: N818 - a state, not an error class name
+class StoreUnavailableError(Error):
     """The store cannot answer; the verifier fails closed on it (V12)."""
 
 
@@ -19,7 +20,7 @@ class ReplayStore(Protocol):
 
     ``claim`` must be atomic: of N concurrent claims of one key, in any
     number of threads or processes sharing the store, exactly one returns
-    True (R3). Both methods raise ``StoreUnavailable`` rather than guess.
+    True (R3). Both methods raise ``StoreUnavailableError`` rather than guess.
     """
 
     def is_claimed(self, key: bytes, now: float) -> bool:

@@ -14,7 +14,8 @@ import struct
 import threading
 from typing import Final
 
-from mcp_attest.replay.base import StoreUnavailable
+from mcp_attest.errors import ConfigurationError
+from mcp_attest.replay.base import StoreUnavailableError
 
 __all__ = ["InMemoryReplayStore"]
 
@@ -29,12 +30,12 @@ class InMemoryReplayStore:
     """Single-process store; expired entries are dropped when the table fills.
 
     ``max_entries`` bounds memory: when that many keys are live, a new claim
-    raises ``StoreUnavailable`` (fail closed) instead of growing further.
+    raises ``StoreUnavailableError`` (fail closed) instead of growing further.
     """
 
     def __init__(self, max_entries: int = 1_000_000) -> None:
         if max_entries < 1:
-            raise ValueError("max_entries must be positive")
+            raise ConfigurationError("max_entries must be positive")
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._full_until = 0.0
@@ -77,7 +78,8 @@ class InMemoryReplayStore:
                 return False
             if exp == 0:
                 if self._used >= self.max_entries and now < self._full_until:
-                    raise StoreUnavailable(f"in-memory replay store is full ({self.max_entries} live keys)")
+                    full = f"in-memory replay store is full ({self.max_entries} live keys)"
+                    raise StoreUnavailableError(full)
                 if (self._used + 1) * 2 > self._slots or self._used >= self.max_entries:
                     self._compact(now)
                     off, _ = self._find(k)
@@ -98,7 +100,7 @@ class InMemoryReplayStore:
         live = [(k, exp) for k, exp in struct.iter_unpack(f"{_KEY}sI", old) if exp > now]
         if len(live) >= self.max_entries:
             self._full_until = min(exp for _, exp in live)
-            raise StoreUnavailable(f"in-memory replay store is full ({self.max_entries} live keys)")
+            raise StoreUnavailableError(f"in-memory replay store is full ({self.max_entries} live keys)")
         slots = self._slots
         while (len(live) + 1) * 3 > slots:
             slots *= 2

@@ -9,7 +9,7 @@ Cluster; a ``{tag}`` in the prefix pins every key to one slot, which is
 only worth it when one shard should hold them all.
 
 Every Redis fault (connection refused or lost, timeout, OOM, a read-only
-replica) raises ``StoreUnavailable``, and the verifier rejects the call
+replica) raises ``StoreUnavailableError``, and the verifier rejects the call
 (V12): an unreachable store must never read as "not yet claimed". Socket
 timeouts are short and the client retries once, without backoff, so a
 pooled connection that died with a restarted server is replaced at once
@@ -25,7 +25,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from mcp_attest.replay.base import StoreUnavailable
+from mcp_attest.errors import ConfigurationError
+from mcp_attest.replay.base import StoreUnavailableError
 
 __all__ = ["DEFAULT_PREFIX", "RedisReplayStore"]
 
@@ -62,7 +63,7 @@ class RedisReplayStore:
                     health_check_interval=0,
                 )
             except ValueError as exc:
-                raise ValueError(f"invalid Redis URL: {exc}") from None
+                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
         else:
             self._client = url_or_client
 
@@ -73,7 +74,7 @@ class RedisReplayStore:
         try:
             return bool(self._client.exists(self._key(key)))
         except redis.RedisError as exc:
-            raise StoreUnavailable(f"redis replay store: {type(exc).__name__}: {exc}") from None
+            raise StoreUnavailableError(f"redis replay store: {type(exc).__name__}: {exc}") from None
 
     def claim(self, key: bytes, expires_at: float, now: float) -> bool:
         # A window already over (clock drift between callers) still gets a
@@ -82,7 +83,7 @@ class RedisReplayStore:
         try:
             return bool(self._client.set(self._key(key), b"1", nx=True, pxat=expiry_ms))
         except redis.RedisError as exc:
-            raise StoreUnavailable(f"redis replay store: {type(exc).__name__}: {exc}") from None
+            raise StoreUnavailableError(f"redis replay store: {type(exc).__name__}: {exc}") from None
 
     def close(self) -> None:
         """Close the connection pool this store opened; a caller's client is left alone."""

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 
-from mcp_attest.replay.base import StoreUnavailable
+from mcp_attest.replay.base import StoreUnavailableError
 
 __all__ = ["SQLiteReplayStore"]
 
@@ -87,11 +87,13 @@ class SQLiteReplayStore:
     def is_claimed(self, key: bytes, now: float) -> bool:
         try:
             with self._lock:
-                row = self._connection().execute(
-                    "SELECT 1 FROM replay_claims WHERE key = ? AND expires_at > ?", (key, now)
-                ).fetchone()
+                row = (
+                    self._connection()
+                    .execute("SELECT 1 FROM replay_claims WHERE key = ? AND expires_at > ?", (key, now))
+                    .fetchone()
+                )
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"replay store {self.path}: {exc}") from None
+            raise StoreUnavailableError(f"replay store {self.path}: {exc}") from None
         return row is not None
 
     def claim(self, key: bytes, expires_at: float, now: float) -> bool:
@@ -103,7 +105,7 @@ class SQLiteReplayStore:
                 if self._claims % _PURGE_EVERY == 0:
                     conn.execute("DELETE FROM replay_claims WHERE expires_at <= ?", (now,))
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"replay store {self.path}: {exc}") from None
+            raise StoreUnavailableError(f"replay store {self.path}: {exc}") from None
         return won
 
     def close(self) -> None:
