@@ -1,4 +1,4 @@
-"""Rebuild the v1 conformance bundle: ``python -m mcp_attest.conformance.generate OUTDIR``.
+"""Rebuild the v1 conformance bundle: ``python -m mcp_attest.conformance._generate OUTDIR``.
 
 Everything is derived from pinned inputs so that a rebuild is byte-identical:
 the keyring in ``keys/keyring.json`` (created once, then committed), fixed
@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mcp_attest.algorithms import ES256Key, HS256Key, Key, RS256Key
-from mcp_attest.conformance.cases import CASES
-from mcp_attest.conformance.model import (
+from mcp_attest.conformance._cases import CASES
+from mcp_attest.conformance._model import (
     BUCKETS,
     DEFAULT_ARGS,
     DROP,
@@ -50,7 +50,7 @@ from mcp_attest.conformance.model import (
     Expect,
     fixed_nonce,
 )
-from mcp_attest.conformance.readme import README
+from mcp_attest.conformance._readme import README
 from mcp_attest.keys import Keyring
 
 __all__ = ["PINS_FILE", "build_bundle", "generate", "main"]
@@ -409,7 +409,7 @@ def build_bundle(pinned: Path | None) -> dict[str, bytes]:
         "name": "sep-2787-vectors",
         "version": "v1",
         "dialect": "spec",
-        "generator": "python -m mcp_attest.conformance.generate OUTDIR",
+        "generator": "python -m mcp_attest.conformance._generate OUTDIR",
         "pinned": {"iss": ISS, "sub": SUB, "iat": IAT, "serverFingerprint": SERVER, "kids": KIDS},
         "defaultPolicy": DEFAULT_POLICY,
         "buckets": buckets,
@@ -439,7 +439,7 @@ def generate(outdir: Path, *, pinned: Path | None = None) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry; exit 2 with one line on a usage error."""
-    parser = argparse.ArgumentParser(prog="python -m mcp_attest.conformance.generate")
+    parser = argparse.ArgumentParser(prog="python -m mcp_attest.conformance._generate")
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--pinned", type=Path, help="bundle to take keys and ES256 signatures from")
     args = parser.parse_args(argv)
