@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_attest.conformance import _generate as gen
+from mcp_attest.conformance import generate as gen
 from mcp_attest.conformance._cases import CASES
 from mcp_attest.conformance._model import Case
 from mcp_attest.conformance.runner import run_v1

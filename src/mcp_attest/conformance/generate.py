@@ -1,4 +1,4 @@
-"""Rebuild the v1 conformance bundle: ``python -m mcp_attest.conformance._generate OUTDIR``.
+"""Rebuild the v1 conformance bundle: ``python -m mcp_attest.conformance.generate OUTDIR``.
 
 Everything is derived from pinned inputs so that a rebuild is byte-identical:
 the keyring in ``keys/keyring.json`` (created once, then committed), fixed
@@ -409,7 +409,7 @@ def build_bundle(pinned: Path | None) -> dict[str, bytes]:
         "name": "sep-2787-vectors",
         "version": "v1",
         "dialect": "spec",
-        "generator": "python -m mcp_attest.conformance._generate OUTDIR",
+        "generator": "python -m mcp_attest.conformance.generate OUTDIR",
         "pinned": {"iss": ISS, "sub": SUB, "iat": IAT, "serverFingerprint": SERVER, "kids": KIDS},
         "defaultPolicy": DEFAULT_POLICY,
         "buckets": buckets,
@@ -439,7 +439,7 @@ def generate(outdir: Path, *, pinned: Path | None = None) -> dict[str, bytes]:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry; exit 2 with one line on a usage error."""
-    parser = argparse.ArgumentParser(prog="python -m mcp_attest.conformance._generate")
+    parser = argparse.ArgumentParser(prog="python -m mcp_attest.conformance.generate")
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--pinned", type=Path, help="bundle to take keys and ES256 signatures from")
     args = parser.parse_args(argv)
