@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.types import Receive, Scope, Send
 
 from mcp_attest import HEADER_NAME
-from mcp_attest.gateway.app import Gateway, LimitReachedError
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._app import Gateway, LimitReachedError
+from mcp_attest.gateway._jsonrpc import (
     INVALID_REQUEST,
     LIMIT_REACHED,
     PARSE_ERROR,
@@ -38,9 +38,9 @@ from mcp_attest.gateway.jsonrpc import (
     reencodable,
     valid_id,
 )
-from mcp_attest.gateway.link import UpstreamStartError
-from mcp_attest.gateway.policy import Route
-from mcp_attest.gateway.session import GatewaySession
+from mcp_attest.gateway._link import UpstreamStartError
+from mcp_attest.gateway._policy import Route
+from mcp_attest.gateway._session import GatewaySession
 
 __all__ = ["HttpListener"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway._metrics import Metrics
 
 __all__ = ["ConnectionLimits", "guarded_protocol"]
 
