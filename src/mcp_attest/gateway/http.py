@@ -195,18 +195,18 @@ class HttpListener:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _TooLargeError
         chunks, size = [], 0
-        while True:
-            async with asyncio.timeout(self.config.connections.body_timeout):
+        async with asyncio.timeout(self.config.connections.body_timeout):  # the whole body, not per part
+            while True:
                 event = await receive()
-            if event["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = event.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _TooLargeError
-            chunks.append(chunk)
-            if not event.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if event["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk = event.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
+                if not event.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _read_message(
         self, first: dict[str, str], receive: Receive
