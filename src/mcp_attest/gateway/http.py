@@ -445,8 +445,7 @@ class HttpListener:
                 if session is not None and now - session.last_used > idle and not downstream.waiters:
                     self._forget(sid)
                     self.gateway.metrics.refusal("idle_session_closed")
-                    if downstream.stream is not None:
-                        downstream.stream.put_nowait(_END)
+                    downstream.end()  # no request is open; its GET stream, if any, ends
                     with contextlib.suppress(Exception):
                         await session.close()
 
