@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+import json
+from collections import UserDict
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
 import anyio
 import pytest
 
-from mcp_attest import InMemoryReplayStore, Keyring, Reason, StoreUnavailableError, Verifier, generate_key
+from mcp_attest import (
+    InMemoryReplayStore,
+    Issuer,
+    Keyring,
+    Reason,
+    StoreUnavailableError,
+    Verifier,
+    canonicalize,
+    generate_key,
+    server_fingerprint,
+)
 from mcp_attest.algorithms import HS256Key, KeyMaterialError
 from mcp_attest.mcp import AttestationGuard
 
@@ -57,3 +73,33 @@ def test_regression_guard_deeply_nested_non_object_attestation_is_a_rejection() 
     guard = AttestationGuard(Verifier(Keyring().with_key("i", generate_key("HS256", "k")), "sha256:x"))
     verdict = anyio.run(guard.check, "t", {}, {"attestation": nested})
     assert (verdict.reason, verdict.detail) == (Reason.SIGNATURE_INVALID, "malformed.not_object")
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        MappingProxyType({"path": "/srv/a", "opts": {"n": 1}}),
+        UserDict({"path": "/srv/a"}),
+        {"path": "/srv/a", "opts": MappingProxyType({"n": 1}), "list": ({"x": 1},)},
+    ],
+    ids=["mappingproxy", "userdict", "nested-mappingproxy-and-tuple"],
+)
+def test_mappings_other_than_dict_sign_and_verify_like_dicts(arguments: Mapping[str, Any]) -> None:
+    """Was: the issuer signed a top-level MappingProxyType but the verifier called it not
+    canonicalizable, and a nested one failed to sign. Any Mapping is a JSON object now."""
+    ring = Keyring().with_key("agent://p", generate_key("HS256", "k1"))
+    fp = server_fingerprint("files", "prod-1")
+    env = Issuer(ring, iss="agent://p", sub="u").sign(
+        tool="t", arguments=arguments, server_fingerprint=fp, intent="x"
+    )
+    verdict = Verifier(ring, fp).verify(env.to_json(), tool="t", arguments=arguments)
+    assert (verdict.accepted, verdict.args_binding) == (True, "identity")
+    assert canonicalize(arguments) == canonicalize(json.loads(json.dumps(_plain(arguments))))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    return value

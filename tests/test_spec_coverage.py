@@ -2,8 +2,8 @@
 
 Checks, each failing with the exact lines to fix:
 
-- the rule list hard-coded here equals the one in ``../shared/spec/PROFILE.md``
-  (when that file exists: its "Rule ids" ranges and the rule definitions);
+- the rule list hard-coded here equals the one in ``docs/spec/PROFILE.md``
+  (its "Rule ids" ranges and the rule definitions);
 - every rule has at least one test in the doc, or is marked "not implemented";
 - every test the doc lists exists (found by AST under ``tests/``);
 - every test whose name starts with rule ids (``test_e3_...``, ``test_v0_v9_...``)
@@ -215,7 +215,7 @@ def write_doc() -> None:
     lines = [
         "# Spec coverage",
         "",
-        "Every rule of `../shared/spec/PROFILE.md` sections 1-7 and the tests that check it.",
+        "Every rule of [`docs/spec/PROFILE.md`](spec/PROFILE.md) sections 1-7 and the tests that check it.",
         "Tests are named after the rule they check first (`test_e3_...`); a test that",
         "also checks other rules is listed under those too. `tests/test_spec_coverage.py`",
         "checks this file against PROFILE.md and the test tree both ways; regenerate it",

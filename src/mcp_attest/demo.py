@@ -352,7 +352,7 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeo
         time.sleep(0.05)
 
 
-def _check_audit(root: Path, calls: int, log: Path) -> tuple[bool, str]:
+def _check_audit(root: Path, calls: int, log: Path, checkpoint_keys: Path) -> tuple[bool, str]:
     """Verify the audit chain the way an auditor would: with the CLI, offline.
 
     Also holds the log to the number of calls the client sent, since a log
@@ -360,7 +360,7 @@ def _check_audit(root: Path, calls: int, log: Path) -> tuple[bool, str]:
     """
     url = f"sqlite:///{log}"
     command = [sys.executable, "-m", "mcp_attest.cli", "audit", "verify", url]
-    command += ["--keys", str(root / "verify-keys.json"), "--json"]
+    command += ["--keys", str(root / "verify-keys.json"), "--checkpoint-keys", str(checkpoint_keys), "--json"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     try:
         report = json.loads(done.stdout)
@@ -455,7 +455,8 @@ def run(argv: list[str] | None = None) -> int:
             rows, calls = anyio.run(_play, server, workdir, keyring)
         _table(rows, out, colour)
         out.write("\n")
-        return _finish(rows, _check_audit(root, calls, root / "audit.sqlite"), out, colour)
+        cp_keys = root / "audit.sqlite.checkpoint-key.jwks.json"  # the guard's default, beside the log
+        return _finish(rows, _check_audit(root, calls, root / "audit.sqlite", cp_keys), out, colour)
 
 
 def _summary(rows: list[Row], out: TextIO, colour: bool, *, also_failed: bool = False) -> int:
@@ -484,7 +485,9 @@ def _run_via_gateway(root: Path, workdir: Path, keyring: Keyring, out: TextIO, c
         "the gateway as a stdio child. Every verdict came from the gateway; 'tool ran?' is whether the\n"
         "upstream's destructive tool really deleted the file in its sandbox.\n"
     )
-    return _finish(rows, _check_audit(root, calls, root / "state" / "audit.sqlite"), out, colour)
+    state = root / "state"
+    audit = _check_audit(root, calls, state / "audit.sqlite", state / "audit-checkpoint-key.jwks.json")
+    return _finish(rows, audit, out, colour)
 
 
 def _finish(rows: list[Row], audit: tuple[bool, str], out: TextIO, colour: bool) -> int:

@@ -18,7 +18,15 @@ from typing import Final, NamedTuple
 
 from mcp_attest.verdict import Reason
 
-__all__ = ["DETAILS", "RECEIPT_PROBLEMS", "REFUSAL_DETAILS", "VERDICT_DETAILS", "VerdictDetail", "markdown"]
+__all__ = [
+    "DETAILS",
+    "GATEWAY_DETAILS",
+    "RECEIPT_PROBLEMS",
+    "REFUSAL_DETAILS",
+    "VERDICT_DETAILS",
+    "VerdictDetail",
+    "markdown",
+]
 
 
 class VerdictDetail(NamedTuple):
@@ -117,10 +125,6 @@ REFUSAL_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
         "canonical.negative_zero": "`canonicalize` was given -0.0, which JCS cannot write.",
         "canonical.int_range": "`canonicalize` was given an integer no double holds exactly as written.",
         "canonical.depth": "`canonicalize` was given a value nested deeper than 64.",
-        "call.ambiguous": "Gateway: a tools/call whose own members (`name`, `arguments`, `_meta`, "
-        "`attestation`, `params`) repeat, or that is not strict JSON; refused unjudged.",
-        "intent.not_utf8": "Gateway, issue mode: the X-MCP-Intent header is not UTF-8.",
-        "intent.too_long": "Gateway, issue mode: the intent exceeds 4096 UTF-8 bytes.",
     }
 )
 """Codes of ``CanonicalizationError`` that never become a verdict's detail.
@@ -129,6 +133,16 @@ They reach callers of ``canonicalize``/``parse_arguments``, the CLI's one
 line, the gateway's ``cannot_sign`` answer and the audit record's
 ``argsError``; a verifier reports them as ``args.not_canonicalizable``.
 """
+
+GATEWAY_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        "call.ambiguous": "A tools/call whose own members (`name`, `arguments`, `_meta`, `attestation`, "
+        "`params`) repeat, or that is not strict JSON; refused unjudged.",
+        "intent.not_utf8": "Issue mode: the X-MCP-Intent header is not UTF-8; nothing is signed.",
+        "intent.too_long": "Issue mode: the intent exceeds 4096 UTF-8 bytes; nothing is signed.",
+    }
+)
+"""Details of gateway answers that are not verdicts (its log line and audit record carry them)."""
 
 RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -143,8 +157,10 @@ RECEIPT_PROBLEMS: Final[Mapping[str, str]] = MappingProxyType(
 )
 """``ReceiptCheck`` problem codes; three share a spelling with verdict details."""
 
-DETAILS: Final[frozenset[str]] = frozenset((*VERDICT_DETAILS, *REFUSAL_DETAILS, *RECEIPT_PROBLEMS))
-"""Every code in the three tables."""
+DETAILS: Final[frozenset[str]] = frozenset(
+    (*VERDICT_DETAILS, *REFUSAL_DETAILS, *GATEWAY_DETAILS, *RECEIPT_PROBLEMS)
+)
+"""Every code in the four tables."""
 
 
 def _code_rows(rows: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -182,6 +198,11 @@ def markdown() -> str:
         "in the arguments as `args.not_canonicalizable`.",
         "",
         *_table("| Detail | Meaning |", _code_rows(REFUSAL_DETAILS.items())),
+        "## Gateway answers that are not verdicts",
+        "",
+        "The gateway's verdict log line and audit record carry these.",
+        "",
+        *_table("| Detail | Meaning |", _code_rows(GATEWAY_DETAILS.items())),
         "## Receipt problems",
         "",
         "`ReceiptCheck.problem` of `verify_receipt` and `mcp-attest receipt verify`.",

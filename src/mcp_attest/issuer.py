@@ -137,7 +137,7 @@ class Issuer:
 def _entry(call: PlannedCall) -> dict[str, Any]:
     if call.commit not in _COMMITS:
         raise ConfigurationError(f"commit must be one of {', '.join(_COMMITS)}")
-    content = canonicalize_arguments(dict(call.arguments))
+    content = canonicalize_arguments(call.arguments)
     entry: dict[str, Any] = {"name": call.tool, "serverFingerprint": call.server_fingerprint}
     if call.commit in ("projection", "both"):
         entry["argsProjection"] = content.decode("utf-8")

@@ -22,10 +22,20 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from mcp_attest.audit import AuditConfigError, AuditLog, CheckpointSigner, SQLiteAuditBackend
+from mcp_attest.audit.backend import CheckpointSink
+from mcp_attest.audit.custody import FileWitness, load_or_create_signer, remote_key_path, sqlite_key_path
+from mcp_attest.audit.log import DEFAULT_CHECKPOINT_EVERY, DEFAULT_CHECKPOINT_INTERVAL
 from mcp_attest.errors import ConfigurationError
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, SQLiteReplayStore
 
-__all__ = ["StoreConfigError", "open_audit_log", "open_replay_store", "sqlite_path"]
+__all__ = [
+    "StoreConfigError",
+    "open_audit_log",
+    "open_keyed_audit_log",
+    "open_replay_store",
+    "open_witness",
+    "sqlite_path",
+]
 
 
 class StoreConfigError(ConfigurationError):
@@ -81,6 +91,23 @@ def open_replay_store(url: str, **options: Any) -> ReplayStore:
     )
 
 
+def _open_backend(url: str, *, create: bool, durable: bool = False) -> Any:
+    scheme = url.partition(":")[0].lower() if "://" in url or url.startswith("sqlite:") else ""
+    if scheme in ("", "sqlite"):
+        path = sqlite_path(url)
+        if create:
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        return SQLiteAuditBackend(path, create=create, durable=durable)
+    if scheme in ("postgresql", "postgres"):
+        from mcp_attest.audit.postgres import DEFAULT_SCHEMA, PostgresAuditBackend  # noqa: PLC0415 - optional driver
+
+        conninfo, schema = _split_option(url, "schema")
+        return PostgresAuditBackend(conninfo, schema=schema or DEFAULT_SCHEMA, create=create)
+    raise AuditConfigError(
+        f"unsupported audit log {url!r}: use sqlite:///path or postgresql://user@host/db?schema=name"
+    )
+
+
 def open_audit_log(
     url: str,
     *,
@@ -88,29 +115,43 @@ def open_audit_log(
     store_envelope: bool = True,
     record_fields: Collection[str] = (),
     checkpoint_signer: CheckpointSigner | None = None,
-    checkpoint_every: int = 1000,
+    checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+    witness: str | None = None,
     durable: bool = False,
 ) -> AuditLog:
     """An audit log at ``url``; ``create=False`` refuses to create a new one (readers)."""
-    scheme = url.partition(":")[0].lower() if "://" in url or url.startswith("sqlite:") else ""
-    if scheme in ("", "sqlite"):
-        path = sqlite_path(url)
-        if create:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        backend: Any = SQLiteAuditBackend(path, create=create, durable=durable)
-    elif scheme in ("postgresql", "postgres"):
-        from mcp_attest.audit.postgres import DEFAULT_SCHEMA, PostgresAuditBackend  # noqa: PLC0415 - optional driver
-
-        conninfo, schema = _split_option(url, "schema")
-        backend = PostgresAuditBackend(conninfo, schema=schema or DEFAULT_SCHEMA, create=create)
-    else:
-        raise AuditConfigError(
-            f"unsupported audit log {url!r}: use sqlite:///path or postgresql://user@host/db?schema=name"
-        )
+    backend = _open_backend(url, create=create, durable=durable)
     return AuditLog(
         backend,
         store_envelope=store_envelope,
         record_fields=record_fields,
         checkpoint_signer=checkpoint_signer,
         checkpoint_every=checkpoint_every,
+        checkpoint_interval=checkpoint_interval,
+        witness=None if witness is None else open_witness(witness, create=create),
     )
+
+
+def open_keyed_audit_log(
+    url: str, *, checkpoint_key: str | os.PathLike[str] | None = None, **options: Any
+) -> AuditLog:
+    """A writer's audit log whose checkpoints are signed with a key the database never holds.
+
+    ``checkpoint_key`` is the private key file, created at first use when
+    missing. By default it lives beside a SQLite file, or for a database
+    elsewhere in the user's XDG state dir (one key per log URL).
+    """
+    if checkpoint_key is None:
+        scheme = url.partition(":")[0].lower() if "://" in url or url.startswith("sqlite:") else ""
+        local = scheme in ("", "sqlite")
+        checkpoint_key = sqlite_key_path(sqlite_path(url)) if local else remote_key_path(url)
+    signer = load_or_create_signer(checkpoint_key)
+    return open_audit_log(url, checkpoint_signer=signer, **options)
+
+
+def open_witness(url: str, *, create: bool = True) -> CheckpointSink:
+    """A witness: a database URL means that database's checkpoint table, anything else a file."""
+    if url.startswith(("sqlite:", "postgresql:", "postgres:")):
+        return _open_backend(url, create=create)  # type: ignore[no-any-return]
+    return FileWitness(url)

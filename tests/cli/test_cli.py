@@ -1,4 +1,4 @@
-"""The CLI contract of shared/spec/CLI.md: one test per command and exit code."""
+"""The CLI contract of docs/spec/CLI.md: one test per command and exit code."""
 
 from __future__ import annotations
 

@@ -79,5 +79,6 @@ def test_gateway_that_dies_is_reported_with_its_log(tmp_path: Path) -> None:
 
 
 def test_missing_audit_log_fails_the_demo(tmp_path: Path) -> None:
-    ok, line = _check_audit(tmp_path, calls=9, log=tmp_path / "state" / "audit.sqlite")
+    state = tmp_path / "state"
+    ok, line = _check_audit(tmp_path, 9, state / "audit.sqlite", state / "audit-checkpoint-key.jwks.json")
     assert not ok and line.startswith("audit chain: mcp-attest audit verify failed:")

@@ -8,15 +8,23 @@ whatever the database, and makes a new backend a small file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from mcp_attest.audit.record import AuditConfigError, RecordDraft, StoredRow
 
-__all__ = ["SCHEMA_VERSION", "AuditBackend", "RecordQuery", "pending_migrations"]
+__all__ = [
+    "AuditBackend",
+    "CheckpointSink",
+    "GroupCommit",
+    "RecordQuery",
+    "pending_migrations",
+]
 
-SCHEMA_VERSION = 1
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +44,26 @@ class RecordQuery:
     newest_first: bool = False
 
 
-class AuditBackend(Protocol):
+class CheckpointSink(Protocol):
+    """Where signed tree heads go: the log's own table, or a witness outside it."""
+
+    def add_checkpoint(self, seq: int, body: bytes) -> None:
+        """Store a checkpoint; a second one for the same seq may be ignored."""
+        ...
+
+    def checkpoints(self) -> list[tuple[int, bytes]]:
+        """(seq, body) of every stored checkpoint, by ascending seq."""
+        ...
+
+    def close(self) -> None:
+        """Release files or connections."""
+        ...
+
+
+class AuditBackend(CheckpointSink, Protocol):
     """Storage for one chain. Every method raises ``AuditUnavailableError`` on faults."""
+
+    remote: bool  # an append is a network round trip (and a server's flush)
 
     @property
     def chain_id(self) -> str:
@@ -64,18 +90,6 @@ class AuditBackend(Protocol):
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest record; (0, genesis) for an empty chain."""
-        ...
-
-    def add_checkpoint(self, seq: int, body: bytes) -> None:
-        """Store a checkpoint; a second one for the same seq is ignored."""
-        ...
-
-    def checkpoints(self) -> list[tuple[int, bytes]]:
-        """(seq, body) of every stored checkpoint, by ascending seq."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
         ...
 
 
@@ -121,3 +135,68 @@ def query_clauses(query: RecordQuery, placeholder: str) -> tuple[str, list[objec
         text += " LIMIT " + placeholder
         params.append(query.limit)
     return text, params
+
+
+class _Slot(Generic[_Out]):
+    """One caller's place in a batch: its result or its error, once the batch is written."""
+
+    __slots__ = ("done", "error", "result")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.result: _Out | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit(Generic[_In, _Out]):
+    """Leader/follower batching: concurrent callers share one ``flush`` (one commit).
+
+    A caller that finds no flush in flight becomes the leader: it takes
+    every item waiting at that moment, its own included, and flushes them
+    together; the others wait, and return with their own result once their
+    batch is written. A lone caller therefore pays no delay at all, and
+    under load each flush carries everything that arrived during the last
+    one. ``flush`` returns one result per item, in order; if it raises,
+    every caller of that batch gets the error (none of them is acknowledged).
+    """
+
+    def __init__(self, flush: Callable[[Sequence[_In]], Sequence[_Out]], *, max_batch: int = 512) -> None:
+        self._flush = flush
+        self._max = max_batch
+        self._cond = threading.Condition()
+        self._waiting: list[tuple[_In, _Slot[_Out]]] = []
+        self._busy = False
+        self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
+
+    def submit(self, item: _In) -> _Out:
+        slot: _Slot[_Out] = _Slot()
+        with self._cond:
+            self._waiting.append((item, slot))
+            while not slot.done and self._busy:
+                self._cond.wait()
+            if slot.done:
+                return self._outcome(slot)
+            self._busy = True
+            self.flushes += 1
+            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+        try:
+            results = self._flush([i for i, _ in batch])
+        except BaseException as exc:
+            for _, waiter in batch:
+                waiter.error = exc
+        else:
+            for (_, waiter), result in zip(batch, results, strict=True):
+                waiter.result = result
+        with self._cond:
+            for _, waiter in batch:
+                waiter.done = True
+            self._busy = False
+            self._cond.notify_all()
+        return self._outcome(slot)
+
+    @staticmethod
+    def _outcome(slot: _Slot[_Out]) -> _Out:
+        if slot.error is not None:
+            raise slot.error
+        assert slot.result is not None
+        return slot.result

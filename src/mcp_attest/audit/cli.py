@@ -1,10 +1,13 @@
-"""``mcp-attest audit verify|export|tail``: the auditor's side of the log.
+"""``mcp-attest audit verify|export|tail|prove|check-proof|consistency``: the auditor's side.
 
-Exit codes follow the CLI contract: 0 ok, 1 a broken chain, 2 a usage or
+Exit codes follow the CLI contract: 0 ok, 1 a broken chain or a proof that
+does not hold, 2 a usage or
 configuration problem (unreadable keyring, missing log, unreachable
 database) reported as one line on stderr, never a traceback. Every
 command opens the log read-only (``create=False``), so pointing one at a
 wrong path or schema cannot create an empty log that then "verifies".
+``check-proof`` opens no log at all: a proof document, a signed tree head
+and the checkpoint key's public half are all it needs.
 """
 
 from __future__ import annotations
@@ -15,39 +18,62 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import NoReturn, TextIO
+from pathlib import Path
+from typing import TextIO
 
 import orjson
 
+from mcp_attest._cli import Parser, UsageError, usage_failure
 from mcp_attest.audit.backend import RecordQuery
+from mcp_attest.audit.custody import load_checkpoint_keys
 from mcp_attest.audit.log import AuditLog, ChainReport
+from mcp_attest.audit.proofs import check_proof, consistency_proof, inclusion_proof
 from mcp_attest.audit.record import AuditError, AuditRecord
 from mcp_attest.keys import Keyring, KeyringError
-from mcp_attest.stores import open_audit_log
+from mcp_attest.stores import open_audit_log, open_witness
 
 __all__ = ["main"]
 
 _PROG = "mcp-attest audit"
 
 
-class _UsageError(Exception):
-    """A bad command line; becomes exit 2 with one line on stderr."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=_PROG, description="Verify, export and follow the hash-chained audit log.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog=_PROG, description="Verify, export and follow the hash-chained audit log.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    verify = sub.add_parser("verify", help="check every link, checkpoint and (with --keys) envelope")
+    verify = sub.add_parser("verify", help="check every link, tree head and (with --keys) envelope")
     verify.add_argument("url", help="sqlite:///path, a file path, or postgresql://...?schema=NAME")
-    verify.add_argument("--keys", help="keyring to re-verify stored envelopes' signatures")
-    verify.add_argument("--checkpoint-keys", help="keyring holding the checkpoint signing key's public part")
+    verify.add_argument("--keys", help="keyring to re-verify stored envelopes and the facts drawn from them")
+    _checkpoint_keys(verify)
+    verify.add_argument(
+        "--unsigned",
+        action="store_true",
+        help="check without checkpoint keys: links only, which an insider can re-seal",
+    )
+    verify.add_argument("--witness", help="witness file or database URL holding copies of the checkpoints")
+    verify.add_argument(
+        "--allow-unattested",
+        action="store_true",
+        help="accept accepted calls without an envelope (guards with required=False)",
+    )
     verify.add_argument("--json", action="store_true", help="print the report as one JSON object")
+
+    prove = sub.add_parser("prove", help="print an inclusion proof for one record")
+    prove.add_argument("url", help="the audit log (as for verify)")
+    prove.add_argument("seq", type=int, help="the record's seq")
+    prove.add_argument(
+        "--tree-size", type=int, help="a signed tree head's size (default: first covering SEQ)"
+    )
+
+    check = sub.add_parser("check-proof", help="check a proof document without the database")
+    check.add_argument("proof", help="a file printed by audit prove or audit consistency ('-' for stdin)")
+    _checkpoint_keys(check, required=True)
+    check.add_argument("--tree-head", help="your own copy of the (newer) signed tree head to check against")
+
+    consistency = sub.add_parser("consistency", help="print a proof that one tree head extends another")
+    consistency.add_argument("url", help="the audit log (as for verify)")
+    consistency.add_argument("old", type=int, help="size of the older signed tree head")
+    consistency.add_argument("new", type=int, help="size of the newer signed tree head")
 
     export = sub.add_parser("export", help="print records as JSON Lines")
     export.add_argument("url", help="the audit log (as for verify)")
@@ -63,6 +89,14 @@ def _parser() -> argparse.ArgumentParser:
     tail.add_argument("--follow", "-f", action="store_true", help="print new records until interrupted")
     tail.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     return parser
+
+
+def _checkpoint_keys(parser: argparse.ArgumentParser, *, required: bool = False) -> None:
+    parser.add_argument(
+        "--checkpoint-keys",
+        required=required,
+        help="the checkpoint key's public JWKS (written beside the key) or a keyring holding it",
+    )
 
 
 def _timestamp(text: str) -> float:
@@ -85,10 +119,17 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
     out = sys.stdout
     try:
         args = _parser().parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         return _fail(str(exc))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
+    if args.command == "check-proof":
+        return _check_proof(args, out)
+    if args.command == "verify" and not (args.checkpoint_keys or args.unsigned):
+        return _fail(
+            "give --checkpoint-keys (the JWKS beside the writer's checkpoint key), or --unsigned to check "
+            "links only, which whoever can write the database can re-seal"
+        )
     try:
         log = open_audit_log(args.url, create=False)
     except (AuditError, ValueError) as exc:
@@ -100,6 +141,10 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
             query = RecordQuery(args.since, args.until, args.sub, args.tool, args.reason)
             _print_records(log.records(query), out)
             return 0
+        if args.command == "prove":
+            return _print_json(inclusion_proof(log, args.seq, args.tree_size), out)
+        if args.command == "consistency":
+            return _print_json(consistency_proof(log, args.old, args.new), out)
         return _tail(log, args, out, stop or threading.Event().is_set)
     except (AuditError, KeyringError) as exc:
         return _fail(str(exc))
@@ -112,14 +157,51 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
 
 
 def _fail(message: str) -> int:
-    print(f"{_PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return usage_failure(_PROG, f"error: {message}")
+
+
+def _print_json(doc: object, out: TextIO) -> int:
+    out.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _read_json(path: str) -> object:
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        return orjson.loads(data)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except orjson.JSONDecodeError:
+        raise UsageError(f"{path} is not JSON") from None
+
+
+def _check_proof(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        keys = load_checkpoint_keys(args.checkpoint_keys)
+        proof = _read_json(args.proof)
+        head = _read_json(args.tree_head) if args.tree_head else None
+    except (KeyringError, UsageError) as exc:
+        return _fail(str(exc))
+    problem = check_proof(proof, keys, tree_head=head if isinstance(head, dict) else None)
+    if problem is not None:
+        print(f"{_PROG}: proof does not hold: {problem}", file=sys.stderr)
+        return 1
+    kind = "inclusion" if isinstance(proof, dict) and "record" in proof else "consistency"
+    out.write(f"ok: {kind} proof holds\n")
+    return 0
 
 
 def _verify(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
     keyring = Keyring.load(args.keys) if args.keys else None
-    checkpoint_keys = Keyring.load(args.checkpoint_keys) if args.checkpoint_keys else None
-    report = log.verify(keyring, checkpoint_keys=checkpoint_keys)
+    checkpoint_keys = load_checkpoint_keys(args.checkpoint_keys) if args.checkpoint_keys else None
+    witness = open_witness(args.witness, create=False) if args.witness else None
+    try:
+        report = log.verify(
+            keyring, checkpoint_keys=checkpoint_keys, witness=witness, allow_unattested=args.allow_unattested
+        )
+    finally:
+        if witness is not None:
+            witness.close()
     if args.json:
         out.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:
@@ -132,7 +214,7 @@ def _summary(report: ChainReport) -> str:
     if report.broken is None:
         lines.append(
             f"ok: {report.location}: {report.records} records, head seq {report.head_seq} "
-            f"hash {report.head_hash}"
+            f"hash {report.head_hash} root {report.root}"
         )
     else:
         lines.append(f"BROKEN: {report.location}: record {report.broken.seq}: {report.broken.problem}")

@@ -20,8 +20,10 @@ from typing import Any
 
 import orjson
 
-from mcp_attest.audit.backend import AuditBackend, RecordQuery
+from mcp_attest.audit.backend import AuditBackend, CheckpointSink, RecordQuery
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
+from mcp_attest.audit.crosscheck import RecordFacts, envelope_problem, facts_problem
+from mcp_attest.audit.merkle import Frontier, leaf_hash
 from mcp_attest.audit.record import (
     GENESIS_HASH,
     AuditRecord,
@@ -32,8 +34,7 @@ from mcp_attest.audit.record import (
     record_hash,
 )
 from mcp_attest.canonical import CanonicalizationError, canonicalize
-from mcp_attest.envelope import signing_input
-from mcp_attest.keys import Keyring
+from mcp_attest.keys import KeySource
 from mcp_attest.verdict import Verdict, format_rfc3339
 
 __all__ = ["AuditLog", "BrokenRecord", "ChainReport"]
@@ -41,7 +42,8 @@ __all__ = ["AuditLog", "BrokenRecord", "ChainReport"]
 logger = logging.getLogger("mcp_attest.audit")
 
 _PAGE = 1000
-_IDENTITY_FACTS = ("iss", "sub", "secretVersion", "alg")
+DEFAULT_CHECKPOINT_EVERY = 1000
+DEFAULT_CHECKPOINT_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class ChainReport:
     records: int
     head_seq: int
     head_hash: str
+    root: str
     checkpoints: int
     checkpoint_signatures_checked: bool
     envelopes_verified: int
@@ -81,6 +84,7 @@ class ChainReport:
             "records": self.records,
             "headSeq": self.head_seq,
             "headHash": self.head_hash,
+            "root": self.root,
             "checkpoints": self.checkpoints,
             "checkpointSignaturesChecked": self.checkpoint_signatures_checked,
             "envelopesVerified": self.envelopes_verified,
@@ -99,8 +103,11 @@ class AuditLog:
     it IS the arguments, so turn it off where arguments are secret.
     ``record_fields`` names top-level argument fields whose values are
     stored in clear; everything else is only digested. With
-    ``checkpoint_signer``, a signed checkpoint of the head is written every
-    ``checkpoint_every`` records and on ``close``.
+    ``checkpoint_signer``, a signed tree head is written when the chain's
+    seq reaches a multiple of ``checkpoint_every``, every
+    ``checkpoint_interval`` seconds when records arrived since the last one
+    (0 turns the timer off), and on ``close``; ``witness`` receives a copy
+    of every one, so deleting the log's own checkpoints shows too.
     """
 
     def __init__(
@@ -110,19 +117,35 @@ class AuditLog:
         store_envelope: bool = True,
         record_fields: Collection[str] = (),
         checkpoint_signer: CheckpointSigner | None = None,
-        checkpoint_every: int = 1000,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
+        checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL,
+        witness: CheckpointSink | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be positive")
+        if checkpoint_interval < 0:
+            raise ValueError("checkpoint_interval must not be negative")
         self.backend = backend
         self.store_envelope = store_envelope
         self.record_fields = frozenset(record_fields)
         self.checkpoint_signer = checkpoint_signer
         self.checkpoint_every = checkpoint_every
+        self.witness = witness
         self._clock = clock
         self._closed = False
         self._close_lock = threading.Lock()
+        self._tree = Frontier()  # over records 1..size, as this writer last signed them
+        self._own: dict[int, bytes] = {}  # leaf hashes of records this process wrote, not yet in _tree
+        self._signed_seq = 0
+        self._cp_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+        if checkpoint_signer is not None and checkpoint_interval > 0:
+            self._timer = threading.Thread(
+                target=self._tick, args=(checkpoint_interval,), name="audit-checkpoints", daemon=True
+            )
+            self._timer.start()
 
     def __enter__(self) -> AuditLog:
         return self
@@ -134,6 +157,11 @@ class AuditLog:
     def location(self) -> str:
         """Where the chain lives, for messages."""
         return self.backend.location
+
+    @property
+    def remote(self) -> bool:
+        """True when an append waits on a network round trip (callers move it off an event loop)."""
+        return self.backend.remote
 
     # -- writing -----------------------------------------------------------
 
@@ -159,41 +187,92 @@ class AuditLog:
             record_fields=self.record_fields,
         )
         row = self.backend.append(draft, self._clock())
-        if self.checkpoint_signer is not None and row.seq % self.checkpoint_every == 0:
-            self._checkpoint(row.seq, row.hash)
+        if self.checkpoint_signer is not None:
+            # What this process wrote, not what the table holds by the time
+            # the tree head is signed: an edit in between then shows.
+            self._own[row.seq] = leaf_hash(row.body)
+            if row.seq % self.checkpoint_every == 0:
+                self._checkpoint_quietly()
         return draft.record(row)
 
     def checkpoint(self) -> int | None:
-        """Sign the current head now; returns its seq (None without a signer or records)."""
-        seq, head = self.backend.head()
-        if self.checkpoint_signer is None or seq == 0:
-            return None
-        self._checkpoint(seq, head)
-        return seq
+        """Sign a tree head for the current head now; returns its seq.
 
-    def _checkpoint(self, seq: int, head: str) -> None:
+        None without a signer or records. Raises ``AuditUnavailableError`` when
+        the head cannot be read; a checkpoint that cannot be stored is
+        logged, since the records it covers are committed either way.
+        """
+        if self.checkpoint_signer is None:
+            return None
+        with self._cp_lock:
+            seq, head = self.backend.head()
+            if seq in (0, self._signed_seq):
+                return seq or None
+            root = self._root_at(seq)
+            body = self.checkpoint_signer.sign(
+                chain_id=self.backend.chain_id, seq=seq, head_hash=head, root=root.hex(), now=self._clock()
+            )
+            for sink in (self.backend, self.witness):
+                if sink is None:
+                    continue
+                try:
+                    sink.add_checkpoint(seq, body)
+                except AuditUnavailableError as exc:
+                    logger.warning("audit checkpoint at seq %d not written: %s", seq, exc)
+            self._signed_seq = seq
+            return seq
+
+    def _root_at(self, seq: int) -> bytes:
+        """Extend the tree to ``seq``: own records from memory, other writers' from the table."""
+        if seq < self._tree.size:
+            raise AuditUnavailableError(
+                f"audit log {self.location}: head seq {seq} is below the signed tree size "
+                f"{self._tree.size} (records were removed)"
+            )
+        while self._tree.size < seq:
+            leaf = self._own.pop(self._tree.size + 1, None)
+            if leaf is not None:
+                self._tree.append(leaf)
+                continue
+            page = self.backend.rows(
+                RecordQuery(after_seq=self._tree.size, limit=min(_PAGE, seq - self._tree.size))
+            )
+            if not page or page[0].seq != self._tree.size + 1:
+                missing = self._tree.size + 1
+                raise AuditUnavailableError(f"audit log {self.location}: record {missing} is missing")
+            for row in page:
+                if row.seq != self._tree.size + 1:
+                    break
+                own = self._own.pop(row.seq, b"")
+                self._tree.append(own or leaf_hash(row.body))
+        return self._tree.root()
+
+    def _checkpoint_quietly(self) -> None:
         """A failed checkpoint must not un-acknowledge a committed record; the next one catches up."""
-        assert self.checkpoint_signer is not None
-        body = self.checkpoint_signer.sign(
-            chain_id=self.backend.chain_id, seq=seq, head_hash=head, now=self._clock()
-        )
         try:
-            self.backend.add_checkpoint(seq, body)
+            self.checkpoint()
         except AuditUnavailableError as exc:
-            logger.warning("audit checkpoint at seq %d not written: %s", seq, exc)
+            logger.warning("audit checkpoint not written: %s", exc)
+
+    def _tick(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._checkpoint_quietly()
 
     def close(self) -> None:
-        """Checkpoint the head (so a cut tail shows), then release the backend."""
+        """Checkpoint the head (so a cut tail shows), then release the backend and witness."""
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()
         try:
-            self.checkpoint()
-        except AuditUnavailableError as exc:
-            logger.warning("final audit checkpoint not written: %s", exc)
+            self._checkpoint_quietly()
         finally:
             self.backend.close()
+            if self.witness is not None:
+                self.witness.close()
 
     # -- reading -----------------------------------------------------------
 
@@ -209,11 +288,11 @@ class AuditLog:
     ) -> Iterator[AuditRecord]:
         """Matching records by ascending seq; ``until`` is exclusive."""
         q = query or RecordQuery(since=since, until=until, sub=sub, tool=tool, reason=reason)
-        for row in self._rows(q):
+        for row in self.rows(q):
             yield AuditRecord.from_row(row)
 
-    def _rows(self, query: RecordQuery) -> Iterator[StoredRow]:
-        """Page through rows so no database cursor outlives one call."""
+    def rows(self, query: RecordQuery) -> Iterator[StoredRow]:
+        """Stored rows, paged so no database cursor outlives one call."""
         remaining = query.limit
         after = query.after_seq
         while remaining is None or remaining > 0:
@@ -243,20 +322,37 @@ class AuditLog:
             else:
                 time.sleep(interval)
 
+    def stored_checkpoints(self, witness: CheckpointSink | None = None) -> list[tuple[int, bytes]]:
+        """The log's checkpoints, then the witness's (this log's own witness by default)."""
+        found = list(self.backend.checkpoints())
+        extra = witness or self.witness
+        if extra is not None:
+            found += extra.checkpoints()
+        return found
+
     # -- verifying ---------------------------------------------------------
 
     def verify(
-        self, keyring: Keyring | None = None, *, checkpoint_keys: Keyring | None = None
+        self,
+        keyring: KeySource | None = None,
+        *,
+        checkpoint_keys: KeySource | None = None,
+        witness: CheckpointSink | None = None,
+        allow_unattested: bool = False,
     ) -> ChainReport:
-        """Check every link and checkpoint; with ``keyring``, re-verify stored envelopes.
+        """Check every link, checkpoint and tree head; with ``keyring``, hold records to envelopes.
 
         Envelopes are re-checked with the key objects directly rather than
         a full ``Verifier``: their time window and nonce were spent when
-        they were decided, so only the signature and the attestation id
-        are still meaningful. Checkpoints are read before records: records
-        only grow, so every checkpoint read names a record the scan will see.
+        they were decided, so the checks are the signature and that every
+        stored fact is what a verifier would assert for that envelope
+        (``crosscheck``). With ``keyring``, an accepted decision without an
+        envelope is an error unless ``allow_unattested`` (logs of guards
+        with ``required=False``, whose unattested calls have none).
+        Checkpoints are read before records: records only grow, so every
+        checkpoint read names a record the scan will see.
         """
-        return _Verification(self, keyring, checkpoint_keys).run()
+        return _Verification(self, keyring, checkpoint_keys, witness, allow_unattested).run()
 
 
 def _envelope_object(envelope: Mapping[str, Any] | bytes | str | None) -> Mapping[str, Any] | None:
@@ -275,20 +371,25 @@ class _Verification:
     """State of one ``verify`` run, so each check is a small method."""
 
     log: AuditLog
-    keyring: Keyring | None
-    checkpoint_keys: Keyring | None
+    keyring: KeySource | None
+    checkpoint_keys: KeySource | None
+    witness: CheckpointSink | None
+    allow_unattested: bool
     records: int = 0
     envelopes: int = 0
-    pending: dict[int, tuple[Checkpoint | None, str | None]] = field(default_factory=dict)
+    pending: dict[int, list[tuple[Checkpoint | None, str | None]]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    tree: Frontier = field(default_factory=Frontier)
+    signed_at: int = 0  # the last seq whose tree head matched
+    accepted: dict[bytes, int] = field(default_factory=dict)
 
     def run(self) -> ChainReport:
         backend = self.log.backend
-        stored = backend.checkpoints()
+        stored = self.log.stored_checkpoints(self.witness)
         self._load_checkpoints(stored)
         prev_seq, prev_hash = 0, GENESIS_HASH
         broken: BrokenRecord | None = None
-        for row in self.log._rows(RecordQuery()):
+        for row in self.log.rows(RecordQuery()):
             problem = self._check_row(row, prev_seq, prev_hash)
             if problem is not None:
                 broken = problem
@@ -304,6 +405,7 @@ class _Verification:
             records=self.records,
             head_seq=prev_seq,
             head_hash=prev_hash,
+            root=self.tree.root().hex(),
             checkpoints=len(stored),
             checkpoint_signatures_checked=self.checkpoint_keys is not None,
             envelopes_verified=self.envelopes,
@@ -318,23 +420,27 @@ class _Verification:
             try:
                 cp: Checkpoint | None = Checkpoint.parse(body)
             except ValueError as exc:
-                self.pending[seq] = (None, f"checkpoint at seq {seq} is unreadable: {exc}")
+                self.pending.setdefault(seq, []).append(
+                    (None, f"checkpoint at seq {seq} is unreadable: {exc}")
+                )
                 continue
             assert cp is not None
-            problem = None
+            problem: str | None = None
             if cp.seq != seq or cp.chain_id != chain_id:
                 problem = f"checkpoint stored at seq {seq} is for seq {cp.seq} of chain {cp.chain_id}"
             elif self.checkpoint_keys is not None:
                 problem = cp.signature_problem(self.checkpoint_keys)
-            self.pending[seq] = (cp, problem)
+            self.pending.setdefault(seq, []).append((cp, problem))
 
     def _check_row(self, row: StoredRow, prev_seq: int, prev_hash: str) -> BrokenRecord | None:
         expected = prev_seq + 1
         if row.seq != expected:
             return BrokenRecord(expected, f"record {expected} is missing (the next stored one is {row.seq})")
         problem = self._record_problem(row, prev_hash)
-        if problem is None and row.seq in self.pending:
-            problem = self._checkpoint_problem(row)
+        if problem is None:
+            self.tree.append(leaf_hash(row.body))
+            if row.seq in self.pending:
+                problem = self._checkpoint_problem(row)
         return None if problem is None else BrokenRecord(row.seq, problem)
 
     def _record_problem(self, row: StoredRow, prev_hash: str) -> str | None:
@@ -359,47 +465,55 @@ class _Verification:
             "recordedAt"
         ) != format_rfc3339(row.ts):
             return "index columns (ts, sub, tool, reason) disagree with the record (edited)"
-        return self._envelope_problem(record)
+        return self._decision_problem(RecordFacts(body), row.seq)
 
-    def _envelope_problem(self, record: AuditRecord) -> str | None:
-        """A1 ties the stored envelope to the facts; the keyring re-checks its signature."""
-        env, facts = record.envelope, record.facts
-        if env is None:
-            return None
-        try:
-            signed = signing_input(env)
-        except CanonicalizationError:
-            return "stored envelope cannot be canonicalized"
-        attestation_id = facts.get("attestationId")
-        if attestation_id is not None and hashlib.sha256(signed).hexdigest() != attestation_id:
-            return "stored envelope does not match the record's attestationId"
-        if self.keyring is None or facts.get("secretVersion") is None:
-            return None
-        ia = env.get("issuerAsserted")
-        if not isinstance(ia, dict) or any(facts.get(k) != ia.get(k) for k in _IDENTITY_FACTS):
-            return "facts (iss, sub, secretVersion, alg) disagree with the stored envelope"
-        key = self.keyring.get(str(ia["iss"]), str(ia["secretVersion"]))
-        if key is None:
-            return f"no key {ia['iss']}/{ia['secretVersion']} in the keyring to re-verify the envelope"
-        if key.alg != ia["alg"] or not key.verify(str(env.get("signature")), signed):
-            return "stored envelope's signature does not verify"
-        self.envelopes += 1
+    def _decision_problem(self, rec: RecordFacts, seq: int) -> str | None:
+        """Whether the stored decision is one the stored envelope supports (``crosscheck``)."""
+        problem = facts_problem(rec)
+        if problem is not None:
+            return problem
+        attestation_id = rec.facts.get("attestationId")
+        if rec.envelope is not None:
+            problem = envelope_problem(rec, self.keyring)
+            if problem is not None:
+                return problem
+            if self.keyring is not None and (rec.accepted or rec.facts.get("secretVersion") is not None):
+                self.envelopes += 1
+        elif self.keyring is not None and rec.accepted and (attestation_id or not self.allow_unattested):
+            return "an accepted decision holds no envelope to re-verify (forged, or the envelope was removed)"
+        if rec.accepted and isinstance(attestation_id, str):
+            key = f"{attestation_id}/{rec.facts.get('toolCallIndex')}".encode()
+            first = self.accepted.setdefault(hashlib.sha256(key).digest()[:16], seq)
+            if first != seq:
+                return (
+                    f"plan entry {key.decode()} was already accepted at record {first} (replayed or copied)"
+                )
         return None
 
     def _checkpoint_problem(self, row: StoredRow) -> str | None:
-        cp, problem = self.pending.pop(row.seq)
-        if problem is None and cp is not None and cp.hash != row.hash:
-            problem = "record differs from the signed checkpoint at its seq (the chain was rewritten)"
-        return problem
+        root = self.tree.root().hex()
+        for cp, found in self.pending.pop(row.seq):
+            problem = found
+            if problem is None and cp is not None and (cp.hash != row.hash or cp.root not in (None, root)):
+                problem = (
+                    f"records {self.signed_at + 1}..{row.seq} differ from the signed tree head at seq "
+                    f"{row.seq} (a record in that range was edited and the chain re-sealed)"
+                )
+            if problem is not None:
+                return problem
+        self.signed_at = row.seq
+        return None
 
     def _checkpoints_beyond(self, head: int) -> BrokenRecord | None:
         """Checkpoints past the last record prove the tail was cut."""
         if not self.pending:
             return None
         seq = min(self.pending)
-        cp, problem = self.pending[seq]
+        cp, problem = self.pending[seq][0]
         if seq <= head:  # pragma: no cover - every seq <= head was consumed by the scan
             return BrokenRecord(seq, problem or "checkpoint not checked")
+        if problem is not None:
+            return BrokenRecord(seq, problem)
         when = "" if cp is None else f" signed at {cp.body.get('time')}"
         return BrokenRecord(
             head + 1,
@@ -408,9 +522,10 @@ class _Verification:
         )
 
     def _note_coverage(self, stored: list[tuple[int, bytes]], head: int) -> None:
+        last = max((seq for seq, _ in stored), default=0)
         if not stored:
             self.warnings.append("no checkpoints: a truncated tail would go unnoticed")
-        elif stored[-1][0] < head:
-            self.warnings.append(f"records {stored[-1][0] + 1}..{head} are after the last checkpoint")
+        elif last < head:
+            self.warnings.append(f"records {last + 1}..{head} are after the last checkpoint")
         if stored and self.checkpoint_keys is None:
             self.warnings.append("checkpoint signatures not checked (no checkpoint keyring given)")

@@ -1,18 +1,31 @@
 """The fleet audit backend: one chain in PostgreSQL, appended to by many processes.
 
-Every append locks the single ``audit_head`` row (``SELECT ... FOR
-UPDATE``) before it reads the head, so writers on any number of hosts
-queue on that row and the chain can neither fork nor skip a seq; the
+Every append takes the chain's transaction-scoped advisory lock before it
+reads the head (the newest record), so writers on any number of hosts
+queue on that lock and the chain can neither fork nor skip a seq; the
 ``seq`` primary key would refuse a fork even if the lock were bypassed.
-A row lock is released by COMMIT or by the death of the session, so a
-writer killed mid-append never leaves the chain locked.
+The lock is released by COMMIT or by the death of the session, so a
+writer killed mid-append never leaves the chain locked. (Schema version 1
+kept the head in an ``audit_head`` row and updated it on every append;
+version 2 drops it: one write less per record.)
 
-The client serializes the record before it asks for the lock
+Scaling past one lock: the lock is held for the server's CPU work only,
+never for a WAL flush. The ``audit_append_many`` procedure seals a batch
+of records under the lock and commits with ``synchronous_commit=off``
+(the lock is released at once), then commits a second transaction that
+writes one WAL message, synchronously: its flush covers the records, so
+the call returns only once they are durable, and concurrent writers'
+flushes are shared by PostgreSQL's WAL group flush instead of queueing
+behind the lock. A server crash between the two commits can lose only
+records whose append had not returned (never acknowledged), and always a
+suffix of the chain, since WAL is flushed in order. Within one process, concurrent
+appends are batched (group commit): whoever finds no batch in flight
+takes every waiting draft and writes them in one call.
+
+The client serializes each record before it asks for the lock
 (``RecordDraft``: the record's JCS bytes minus the three chain members),
-and a server-side function locks the head, splices in prevHash and seq,
-hashes, inserts and moves the head: one round trip, so the lock is held
-for the server's work and the commit only, never for a network round
-trip. The client then re-seals the same draft and checks the hash the
+and the procedure splices in prevHash and seq and hashes, in one round
+trip. The client then re-seals the same drafts and checks the hashes the
 server computed, so a server that sealed differently is caught at once.
 
 Tables live in one PostgreSQL schema (default ``mcp_attest``), created and
@@ -32,7 +45,12 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import sql
 
-from mcp_attest.audit.backend import SCHEMA_VERSION, RecordQuery, pending_migrations, query_clauses
+from mcp_attest.audit.backend import (
+    GroupCommit,
+    RecordQuery,
+    pending_migrations,
+    query_clauses,
+)
 from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
@@ -47,6 +65,44 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresAuditBackend"]
 
 DEFAULT_SCHEMA = "mcp_attest"
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
+# is held without waiting for a WAL flush; the second commit makes the batch
+# durable. It must write WAL of its own: PostgreSQL commits a transaction that
+# wrote none (an xid alone) without flushing.
+_APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
+            p_prefix text[], p_recorded_at text[], p_suffix text[], p_ts double precision[],
+            p_sub text[], p_tool text[], p_reason text[],
+            INOUT first_seq bigint DEFAULT NULL, INOUT first_prev text DEFAULT NULL,
+            INOUT hashes text[] DEFAULT NULL)
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            h_seq bigint;
+            h_hash text;
+            body text;
+        BEGIN
+            PERFORM set_config('synchronous_commit', 'off', true);
+            PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
+            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+                h_seq := 0;
+                h_hash := repeat('0', 64);
+            END IF;
+            first_seq := h_seq + 1;
+            first_prev := h_hash;
+            hashes := '{{}}';
+            FOR i IN 1 .. coalesce(array_length(p_prefix, 1), 0) LOOP
+                h_seq := h_seq + 1;
+                body := p_prefix[i] || '"prevHash":"' || h_hash || '","recordedAt":"' || p_recorded_at[i]
+                    || '","seq":' || h_seq || p_suffix[i];
+                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
+                hashes := hashes || h_hash;
+                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
+                    VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
+            END LOOP;
+            COMMIT;
+            PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
+        END
+        $fn$"""
 _MIGRATIONS: Sequence[Sequence[str]] = (
     (
         "CREATE TABLE {s}.audit_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -57,7 +113,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "hash text NOT NULL CHECK (char_length(hash) = 64 AND hash ~ '^[0-9a-f]+$'))",
         f"INSERT INTO {{s}}.audit_head VALUES (1, 0, '{GENESIS_HASH}')",  # noqa: S608 - a constant
         "CREATE TABLE {s}.audit_checkpoints (seq bigint PRIMARY KEY, body text NOT NULL)",
-        # Seals a RecordDraft exactly as RecordDraft.seal does (see chain_members).
+        # Seals a RecordDraft exactly as RecordDraft.seal does (see chain_members); v2 replaces it.
         """CREATE FUNCTION {s}.audit_append(p_prefix text, p_recorded_at text, p_suffix text,
             p_ts double precision, p_sub text, p_tool text, p_reason text,
             OUT new_seq bigint, OUT prev_hash text, OUT new_hash text)
@@ -75,7 +131,16 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         END
         $fn$""",
     ),
+    (
+        "DROP FUNCTION {s}.audit_append(text, text, text, double precision, text, text, text)",
+        "DROP TABLE {s}.audit_head",
+        _APPEND_MANY,
+    ),
+    # Version 2 as first released committed the second transaction without
+    # writing WAL, so PostgreSQL did not flush it: replace the procedure.
+    (_APPEND_MANY,),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 T = TypeVar("T")
 
@@ -86,6 +151,8 @@ class PostgresAuditBackend:
     ``create=False`` opens an existing chain without creating or
     migrating anything (what ``verify`` and ``export`` want).
     """
+
+    remote = True
 
     def __init__(
         self,
@@ -102,12 +169,13 @@ class PostgresAuditBackend:
         self._timeout = max(1, round(connect_timeout))
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._batch: GroupCommit[tuple[RecordDraft, float], StoredRow] = GroupCommit(self._append_many)
         s = sql.Identifier(schema)
         self._q = {
             name: sql.SQL(text).format(s=s)
             for name, text in {
-                "append": "SELECT * FROM {s}.audit_append(%s, %s, %s, %s, %s, %s, %s)",
-                "head": "SELECT seq, hash FROM {s}.audit_head WHERE id = 1",
+                "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
+                "head": "SELECT seq, hash FROM {s}.audit_records ORDER BY seq DESC LIMIT 1",
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
                 "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
@@ -221,26 +289,38 @@ class PostgresAuditBackend:
     # -- writing -----------------------------------------------------------
 
     def append(self, draft: RecordDraft, now: float) -> StoredRow:
-        """One statement in autocommit: the lock is held only while the server seals and commits."""
-        params = (
-            draft.prefix.decode("utf-8"),
-            format_rfc3339(now),
-            draft.suffix.decode("utf-8"),
-            now,
-            draft.sub,
-            draft.tool,
-            draft.reason,
-        )
-        found = self._run(lambda conn: conn.execute(self._q["append"], params).fetchone())
-        if found is None:  # pragma: no cover - the function always returns one row
-            raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
-        row = draft.seal(int(found[0]), str(found[1]), now)
-        if row.hash != found[2]:
-            raise AuditUnavailableError(
-                f"audit log {self.location}: the server sealed record {row.seq} differently "
-                "(its text encoding must be UTF8)"
+        """Durable on return; concurrent calls from this process share one round trip and flush."""
+        return self._batch.submit((draft, now))
+
+    def _append_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[StoredRow]:
+        columns: list[list[Any]] = [[] for _ in range(7)]
+        for draft, now in batch:
+            values = (
+                draft.prefix.decode("utf-8"),
+                format_rfc3339(now),
+                draft.suffix.decode("utf-8"),
+                now,
+                draft.sub,
+                draft.tool,
+                draft.reason,
             )
-        return row
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
+        if found is None:  # pragma: no cover - CALL always returns its INOUT row
+            raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
+        seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])
+        rows = []
+        for (draft, now), server_hash in zip(batch, hashes, strict=True):
+            row = draft.seal(seq, prev, now)
+            if row.hash != server_hash:
+                raise AuditUnavailableError(
+                    f"audit log {self.location}: the server sealed record {row.seq} differently "
+                    "(its text encoding must be UTF8)"
+                )
+            rows.append(row)
+            seq, prev = seq + 1, row.hash
+        return rows
 
     def add_checkpoint(self, seq: int, body: bytes) -> None:
         self._run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))

@@ -21,7 +21,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from mcp_attest.audit.backend import SCHEMA_VERSION, RecordQuery, pending_migrations, query_clauses
+from mcp_attest.audit.backend import RecordQuery, pending_migrations, query_clauses
 from mcp_attest.audit.record import (
     COLUMNS,
     GENESIS_HASH,
@@ -42,6 +42,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE TABLE audit_checkpoints (seq INTEGER PRIMARY KEY, body TEXT NOT NULL)",
     ),
 )
+SCHEMA_VERSION = len(_MIGRATIONS)
 
 _HEAD = "SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1"
 _INSERT = f"INSERT INTO audit_records ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608 - constants
@@ -55,6 +56,8 @@ class SQLiteAuditBackend:
     default survives any process crash, which is what an acknowledged
     append promises.
     """
+
+    remote = False
 
     def __init__(
         self,

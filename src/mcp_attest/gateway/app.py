@@ -19,6 +19,8 @@ from typing import Any
 import httpx
 
 from mcp_attest import Keyring, KeyringError, StoreUnavailableError
+from mcp_attest.audit.custody import public_jwks_path, state_key_path
+from mcp_attest.audit.log import AuditLog
 from mcp_attest.audit.record import AuditError
 from mcp_attest.errors import Error
 from mcp_attest.gateway.channel import Channel
@@ -32,7 +34,7 @@ from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issue
 from mcp_attest.gateway.session import GatewaySession, Sink
 from mcp_attest.gateway.stdio_link import StdioLink
 from mcp_attest.replay import ReplayStore
-from mcp_attest.stores import open_audit_log, open_replay_store
+from mcp_attest.stores import open_keyed_audit_log, open_replay_store
 
 __all__ = ["Gateway", "LimitReachedError"]
 
@@ -52,16 +54,32 @@ def open_replay(config: GatewayConfig) -> ReplayStore:
         raise ConfigError(f"replay store: {exc}") from None
 
 
-def open_audit(config: GatewayConfig) -> AuditSink | None:
-    """The audit log (verify mode), SQLite in the state dir unless configured otherwise."""
+def open_audit(config: GatewayConfig) -> AuditLog | None:
+    """The audit log (verify mode), SQLite in the state dir unless configured otherwise.
+
+    Its checkpoints are signed with a key kept in the state dir (or where
+    configured), never in the audit database, so whoever can write the
+    database still cannot re-seal history without it showing.
+    """
     if config.audit == "none" or config.mode != "verify":
         return None
     url = config.audit or f"sqlite:///{Path(config.state_dir).resolve() / 'audit.sqlite'}"
+    cp = config.checkpoints
     try:
-        log: AuditSink = open_audit_log(url)
+        return open_keyed_audit_log(
+            url,
+            checkpoint_key=cp_key_path(config),
+            checkpoint_every=cp.every,
+            checkpoint_interval=cp.interval,
+            witness=cp.witness,
+        )
     except (AuditError, ValueError) as exc:
         raise ConfigError(f"audit log: {exc}") from None
-    return log
+
+
+def cp_key_path(config: GatewayConfig) -> Path:
+    """Where the checkpoint key is: configured, or in the state dir."""
+    return Path(config.checkpoints.key) if config.checkpoints.key else state_key_path(config.state_dir)
 
 
 class LimitReachedError(Error):
@@ -83,7 +101,13 @@ class Gateway:
         except OSError as exc:
             raise ConfigError(f"cannot create state dir {config.state_dir}: {exc.strerror or exc}") from None
         self.replay = open_replay(config)
-        self.audit = open_audit(config)
+        log = open_audit(config)
+        self.audit: AuditSink | None = log
+        self.checkpoint_key: tuple[str, str] | None = None  # (thumbprint, public JWKS path)
+        if log is not None and log.checkpoint_signer is not None:
+            thumbprint = log.checkpoint_signer.thumbprint
+            self.checkpoint_key = (thumbprint, str(public_jwks_path(cp_key_path(config))))
+            self.metrics.checkpoint_key = thumbprint
         keyring = self._load_keys()
         self.routes: dict[str, Route] = {}
         for up in config.upstreams:

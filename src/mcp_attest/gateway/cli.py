@@ -16,12 +16,12 @@ import logging
 import shlex
 import signal
 import socket
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import uvicorn
 
+from mcp_attest._cli import Parser, UsageError, usage_failure
 from mcp_attest.gateway.app import Gateway
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
 from mcp_attest.gateway.http import HttpListener
@@ -35,15 +35,8 @@ __all__ = ["main"]
 logger = logging.getLogger("mcp_attest.gateway")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as ConfigError (one line, exit 2) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
-
-
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> Parser:
+    p = Parser(
         prog="mcp-attest gateway", description="Verify or add tool-call attestations in front of MCP servers."
     )
     p.add_argument("--config", help="TOML config file (flags override it)")
@@ -74,6 +67,10 @@ def _parser() -> _Parser:
     )
     p.add_argument("--replay", help="replay store: 'memory', a SQLite path, or a store URL")
     p.add_argument("--audit", help="audit sink URL, or 'none'")
+    p.add_argument(
+        "--checkpoint-key", help="audit checkpoint signing key (default: created in the state dir)"
+    )
+    p.add_argument("--witness", help="file or database URL receiving a copy of every audit checkpoint")
     p.add_argument(
         "--pin-tools",
         dest="pinning",
@@ -131,9 +128,8 @@ def main(argv: list[str]) -> int:
         configure_logging(config.log_level, config.log_format)
         gateway = Gateway(config)
         sock = None if config.http_host is None else _bind(config.http_host, config.http_port)
-    except (ValueError, OSError) as exc:  # ConfigError is a ValueError
-        print(f"mcp-attest gateway: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, ValueError, OSError) as exc:  # ConfigError is a ValueError
+        return usage_failure("mcp-attest gateway", exc)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run(gateway, sock))
     # Everything is closed. The interpreter's final collections over the SDK's objects take most of
@@ -158,8 +154,9 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _banner(config: GatewayConfig, where: list[str]) -> None:
-    """What runs where, on stderr: the fingerprint each upstream is enforced for, and the state dir."""
+def _banner(config: GatewayConfig, where: list[str], checkpoint_key: tuple[str, str] | None) -> None:
+    """What runs where, on stderr: the fingerprint each upstream is enforced for, the state dir,
+    and the key that signs audit checkpoints (an auditor pins its thumbprint)."""
     announce(
         config.log_format,
         f"mcp-attest gateway {config.name}: {config.mode} mode on {', '.join(where)}, "
@@ -172,6 +169,13 @@ def _banner(config: GatewayConfig, where: list[str]) -> None:
             config.log_format,
             f"  upstream {up.name}: {target} (fingerprint {up.fingerprint})",
             {"upstream": up.name, "target": target, "fingerprint": up.fingerprint},
+        )
+    if checkpoint_key is not None:
+        thumbprint, public = checkpoint_key
+        announce(
+            config.log_format,
+            f"  audit checkpoints signed by key {thumbprint} (public JWKS: {public})",
+            {"checkpointKey": thumbprint, "publicJwks": public},
         )
 
 
@@ -234,7 +238,7 @@ async def run(gateway: Gateway, sock: socket.socket | None = None) -> None:
     server = None
     served: asyncio.Task[None] | None = None
     where = [f"http://{config.http_host}:{config.http_port}{config.http_path}"] if sock is not None else []
-    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])])
+    _banner(config, [*where, *(["stdio"] if config.listen_stdio else [])], gateway.checkpoint_key)
     if sock is not None:
         listener = HttpListener(gateway)
         uv = uvicorn.Config(

@@ -105,6 +105,38 @@ class ListenLimits:
 
 
 @dataclass(frozen=True, slots=True)
+class CheckpointConfig:
+    """``[checkpoints]``: the audit log's signed tree heads (docs/operations.md).
+
+    ``key`` None means ``audit-checkpoint-key.json`` in the state dir,
+    created at first start: a key the audit database never holds.
+    """
+
+    key: str | None = None
+    every: int = 1000
+    interval: float = 60.0
+    witness: str | None = None
+
+
+def _checkpoints(doc: dict[str, Any], o: dict[str, Any], base: Path) -> CheckpointConfig:
+    table = _section(doc, "checkpoints")
+    _check_keys(table, {"key", "every", "interval", "witness"}, "[checkpoints]")
+    every = _expect(table.get("every", 1000), int, "[checkpoints] every")
+    interval = _expect(table.get("interval", 60.0), (int, float), "[checkpoints] interval")
+    if every < 1 or interval < 0:
+        raise ConfigError("[checkpoints] every must be >= 1 and interval >= 0 (0: no timer)")
+    witness = o.get("witness") or table.get("witness")
+    if witness is not None and "://" not in witness and not witness.startswith("sqlite:"):
+        witness = _resolve(witness, base)
+    return CheckpointConfig(
+        key=_resolve(o.get("checkpoint_key") or table.get("key"), base),
+        every=every,
+        interval=float(interval),
+        witness=witness,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mode: Mode
     upstreams: tuple[UpstreamConfig, ...]
@@ -119,6 +151,7 @@ class GatewayConfig:
     max_body_bytes: int = 4 * 1024 * 1024
     replay: str | None = None
     audit: str | None = None
+    checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
     pinning: bool = False
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -396,7 +429,7 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
     doc, base = _read(path)
     o = overrides or {}
     top = {"mode", "state_dir", "log_level", "listen", "verify", "issue", "upstream", "replay", "audit"}
-    _check_keys(doc, top | {"pinning", "limits", "name", "log_format"}, "config")
+    _check_keys(doc, top | {"pinning", "limits", "name", "log_format", "checkpoints"}, "config")
     mode, verify, issue = _signing(doc, o, base)
     upstreams = _upstreams(doc, o, base)
     name = _gateway_name(o.get("gateway_name") or doc.get("name"), mode, upstreams)
@@ -414,6 +447,7 @@ def load_config(path: str | None, overrides: dict[str, Any] | None = None) -> Ga
         issue=issue,
         replay=o.get("replay") or doc.get("replay"),
         audit=o.get("audit") or doc.get("audit"),
+        checkpoints=_checkpoints(doc, o, base),
         pinning=bool(o.get("pinning") or doc.get("pinning", False)),
         log_level=str(o.get("log_level") or doc.get("log_level", "INFO")).upper(),
         limits=_bounds(LimitsConfig(), _section(doc, "limits"), o, "[limits]"),

@@ -38,6 +38,7 @@ from mcp_attest.gateway.jsonrpc import (
     reencodable,
     valid_id,
 )
+from mcp_attest.gateway.link import UpstreamStartError
 from mcp_attest.gateway.policy import Route
 from mcp_attest.gateway.session import GatewaySession
 
@@ -271,6 +272,9 @@ class HttpListener:
                 downstream.session = await self.gateway.stateless_session(route, downstream.sink)
         except LimitReachedError as exc:
             return _rpc_error(503, LIMIT_REACHED, str(exc), message.get("id"))
+        except UpstreamStartError as exc:
+            self.gateway.metrics.error("upstream_down")
+            return _rpc_error(502, UPSTREAM_UNAVAILABLE, str(exc), message.get("id"))
         except (OSError, TimeoutError) as exc:
             self.gateway.metrics.error("upstream_down")
             why = f"upstream {route.name} unavailable: {type(exc).__name__}"

@@ -38,6 +38,7 @@ class Metrics:
         self._hist_count = 0
         self.upstream_restarts: Counter[str] = Counter()
         self.refusals: Counter[str] = Counter()
+        self.checkpoint_key: str | None = None  # thumbprint of the audit checkpoint key
 
     def call(self, upstream: str, outcome: str) -> None:
         """A ``tools/call`` the gateway handled: forwarded, rejected or failed."""
@@ -125,4 +126,11 @@ class Metrics:
                 out.append(f"mcp_attest_gateway_call_seconds_bucket{_labels(le=le)} {cumulative}")
             out.append(f"mcp_attest_gateway_call_seconds_sum {self._hist_sum}")
             out.append(f"mcp_attest_gateway_call_seconds_count {self._hist_count}")
+            if self.checkpoint_key is not None:
+                name = "mcp_attest_gateway_audit_checkpoint_key_info"
+                out += [
+                    f"# HELP {name} The key signing audit checkpoints (RFC 7638 thumbprint).",
+                    f"# TYPE {name} gauge",
+                    f"{name}{_labels(thumbprint=self.checkpoint_key)} 1",
+                ]
         return "\n".join(out) + "\n"

@@ -8,6 +8,7 @@ what a rejection looks like on the wire.
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -31,7 +32,7 @@ from mcp_attest import (
 from mcp_attest.errors import ConfigurationError
 from mcp_attest.mcp._sdk import AttestationExtension, CapabilityMiddleware, install
 from mcp_attest.receipts import ReceiptSigner
-from mcp_attest.stores import open_audit_log, open_replay_store
+from mcp_attest.stores import open_keyed_audit_log, open_replay_store
 
 if TYPE_CHECKING:
     from mcp.server.context import CallNext, HandlerResult, ServerMiddleware, ServerRequestContext
@@ -204,12 +205,16 @@ class AttestationGuard:
         configured with the same two strings computes the same value.
         ``replay_store`` and ``audit`` also take store URLs (``sqlite:///path``,
         ``redis://...``, ``postgresql://...``); the audit log then records
-        every verdict before the tool runs.
+        every verdict before the tool runs, and signs checkpoints with a key
+        kept outside the database (``open_keyed_audit_log``: beside a SQLite
+        file, else in the user's XDG state dir).
         """
         if isinstance(replay_store, str):
             replay_store = open_replay_store(replay_store)
         if isinstance(audit, str):
-            audit = open_audit_log(audit)
+            log = open_keyed_audit_log(audit)
+            atexit.register(log.close)  # a clean exit signs a last checkpoint, so a cut tail shows
+            audit = log
         if audit is not None:
             on_verdict = audit_hook(audit, on_verdict)
         fingerprint = _resolve_fingerprint(server_fingerprint, server_name, server_id)

@@ -1,25 +1,31 @@
-"""Helpers shared by the evidence tests: server gating, a private Redis, worker processes."""
+"""Helpers for tests against real servers: PostgreSQL and Redis gating, a private Redis, worker processes."""
 
 from __future__ import annotations
 
 import os
+import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import redis
 
 from mcp_attest import Issuer, Keyring, Verdict, Verifier, generate_key
 from mcp_attest.audit import AuditLog
+from mcp_attest.stores import open_audit_log
 
-WORKERS = Path(__file__).with_name("_evidence_workers.py")
-SRC = Path(__file__).parents[2] / "src"
+PG_URL = os.environ.get("MCP_ATTEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MCP_ATTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+WORKERS = Path(__file__).with_name("_workers.py")
+SRC = Path(__file__).parents[1] / "src"
 
 
 def require_server(name: str, probe: Callable[[], object]) -> None:
@@ -92,7 +98,7 @@ class ThrowawayRedis:
 
 @dataclass
 class Worker:
-    """One ``_evidence_workers.py`` process, started and gated by ``start_workers``."""
+    """One ``_workers.py`` process, started and gated by ``start_workers``."""
 
     process: subprocess.Popen[str]
 
@@ -166,3 +172,76 @@ class Decisions:
         for i in range(count):
             verdict, wire = self.rejected() if i % 3 == 2 else self.accepted(q=f"query {i}")
             log.append(verdict, tool="search", arguments={"q": f"query {i}"}, envelope=wire)
+
+
+@dataclass
+class Chain:
+    """An audit log plus raw SQL access to its tables, whatever the backend."""
+
+    url: str
+    table: str
+    run: Any  # (sql with ? placeholders, params) -> list of rows
+    checkpoint_table: str = "audit_checkpoints"
+
+    def open(self, **options: Any) -> AuditLog:
+        return open_audit_log(self.url, **options)
+
+    def sql(self, text: str, *params: Any) -> list[Any]:
+        text = re.sub(r"\brecords\b", self.table, text)
+        return list(self.run(re.sub(r"\bcheckpoints\b", self.checkpoint_table, text), params))
+
+    def row(self, seq: int) -> tuple[Any, ...]:
+        return tuple(self.sql("SELECT hash, body, ts, sub, tool, reason FROM records WHERE seq = ?", seq)[0])
+
+    def put(self, seq: int, values: Sequence[Any]) -> None:
+        self.sql(
+            "UPDATE records SET hash = ?, body = ?, ts = ?, sub = ?, tool = ?, reason = ? WHERE seq = ?",
+            *values,
+            seq,
+        )
+
+
+def sqlite_chain(path: Path) -> Chain:
+    def run(text: str, params: Sequence[Any]) -> list[Any]:
+        with sqlite3.connect(path) as conn:
+            return conn.execute(text, params).fetchall()
+
+    return Chain(f"sqlite://{path}", "audit_records", run)
+
+
+def pg_chain(pg_url: str, schema: str) -> Chain:
+    def run(text: str, params: Sequence[Any]) -> list[Any]:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            cur = conn.execute(text.replace("?", "%s"), params)  # type: ignore[arg-type]
+            return cur.fetchall() if cur.description else []
+
+    return Chain(
+        f"{pg_url}?schema={schema}", f'"{schema}".audit_records', run, f'"{schema}".audit_checkpoints'
+    )
+
+
+INSIDER_CALLS = 12
+
+
+def insider_calls(
+    ring: Keyring, fingerprint: str
+) -> Iterator[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """The calls behind every insider-test log, in order: four kinds, three times over.
+
+    Seq 4k+1 accepts ``canary``, 4k+2 accepts ``search``, 4k+3 replays the
+    envelope before it (``nonce_replay``), 4k+4 carries no attestation
+    (``attestation_required``): junk an insider would like to turn into an
+    accepted call.
+    """
+    issuer = Issuer(ring, iss=ISSUER, sub="agent-7")
+    for k in range(INSIDER_CALLS // 4):
+        wire: dict[str, Any] = {}
+        for tool in ("canary", "search"):
+            args = {"n": k, "tool": tool}
+            env = issuer.sign(
+                tool=tool, arguments=args, server_fingerprint=fingerprint, intent="insider test"
+            )
+            wire = env.to_wire()
+            yield tool, args, wire
+        yield "search", {"n": k, "tool": "search"}, wire
+        yield "wire_money", {"to": "attacker", "amount": 10**6}, None

@@ -8,17 +8,24 @@ on stdin (so all workers start together), then works:
 * ``claim URL KEYS SEED``: claims replay keys 0..KEYS-1 in a shuffled order
   and prints one JSON line ``{"won": [...], "errors": n}``;
 * ``append URL COUNT``: appends COUNT records and prints each acknowledged
-  seq on its own line, flushed, as soon as ``append`` returns (the crash
-  test kills the worker mid-burst and checks every printed seq).
+  record's attestation id on its own line, flushed, as soon as ``append``
+  returns (the crash test kills the worker mid-burst and checks every
+  printed one); ids, not seqs, since a queued append has no seq yet;
+* ``guard URL KEYS FINGERPRINT``: a guard built with default settings
+  (``from_keyring(audit=URL)``) decides the insider scenario's calls, then
+  the process exits cleanly, as a server shutting down would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import sys
 import time
 
+from mcp_attest import Keyring
+from mcp_attest.mcp import AttestationGuard
 from mcp_attest.replay import StoreUnavailableError, replay_key
 from mcp_attest.stores import open_audit_log, open_replay_store
 from mcp_attest.verdict import ArgsBinding, Verdict
@@ -65,10 +72,21 @@ def append(url: str, count: int, worker: int) -> None:
             tool_call_index=0,
             args_binding=ArgsBinding.IDENTITY,
         )
-        record = log.append(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
-        out.write(f"{record.seq}\n")
+        log.append(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
+        out.write(f"{verdict.attestation_id}\n")
         out.flush()
     log.close()
+    print("done", flush=True)
+
+
+def guard(url: str, keys: str, fingerprint: str) -> None:
+    from _servers import insider_calls  # noqa: PLC0415 - only this command needs it
+
+    ring = Keyring.load(keys)
+    checker = AttestationGuard.from_keyring(ring, server_fingerprint=fingerprint, audit=url)
+    for tool, args, envelope in insider_calls(ring, fingerprint):
+        meta = None if envelope is None else {"attestation": envelope}
+        asyncio.run(checker.check(tool, args, meta))
     print("done", flush=True)
 
 
@@ -76,5 +94,7 @@ if __name__ == "__main__":
     command, target = sys.argv[1], sys.argv[2]
     if command == "claim":
         claim(target, int(sys.argv[3]), int(sys.argv[4]))
+    elif command == "guard":
+        guard(target, sys.argv[3], sys.argv[4])
     else:
         append(target, int(sys.argv[3]), int(sys.argv[4]))

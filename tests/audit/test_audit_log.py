@@ -8,20 +8,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import sqlite3
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import Decisions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _servers import Chain, Decisions, pg_chain, sqlite_chain
 from mcp_attest import ArgsBinding, Keyring, Reason, Verdict, canonicalize, generate_key
 from mcp_attest.audit import (
     AuditConfigError,
@@ -34,67 +31,26 @@ from mcp_attest.audit import (
 )
 from mcp_attest.audit.record import GENESIS_HASH, RecordDraft, record_hash
 from mcp_attest.stores import open_audit_log
+from mcp_attest.verdict import format_rfc3339
 
 CP_ISSUER = "audit@test"
-
-
-@dataclass
-class Chain:
-    """An audit log plus raw SQL access to its tables, whatever the backend."""
-
-    url: str
-    table: str
-    run: Any  # (sql with ? placeholders, params) -> list of rows
-
-    def open(self, **options: Any) -> AuditLog:
-        return open_audit_log(self.url, **options)
-
-    def sql(self, text: str, *params: Any) -> list[Any]:
-        return list(self.run(text.replace("records", self.table), params))
-
-    def row(self, seq: int) -> tuple[Any, ...]:
-        return tuple(self.sql("SELECT hash, body, ts, sub, tool, reason FROM records WHERE seq = ?", seq)[0])
-
-    def put(self, seq: int, values: Sequence[Any]) -> None:
-        self.sql(
-            "UPDATE records SET hash = ?, body = ?, ts = ?, sub = ?, tool = ?, reason = ? WHERE seq = ?",
-            *values,
-            seq,
-        )
-
-
-def _sqlite_chain(path: Path) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with sqlite3.connect(path) as conn:
-            return conn.execute(text, params).fetchall()
-
-    return Chain(f"sqlite://{path}", "audit_records", run)
-
-
-def _pg_chain(pg_url: str, schema: str) -> Chain:
-    def run(text: str, params: Sequence[Any]) -> list[Any]:
-        with psycopg.connect(pg_url, autocommit=True) as conn:
-            cur = conn.execute(text.replace("?", "%s"), params)  # type: ignore[arg-type]
-            return cur.fetchall() if cur.description else []
-
-    return Chain(f"{pg_url}?schema={schema}", f'"{schema}".audit_records', run)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def chain(request: pytest.FixtureRequest, tmp_path: Path) -> Chain:
     if request.param == "sqlite":
-        return _sqlite_chain(tmp_path / "audit.db")
-    return _pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
+        return sqlite_chain(tmp_path / "audit.db")
+    return pg_chain(request.getfixturevalue("pg_url"), request.getfixturevalue("pg_schema"))
 
 
 @pytest.fixture
 def other_chain(request: pytest.FixtureRequest, chain: Chain, tmp_path: Path) -> Chain:
     """A second chain on the same backend, for swap-in attacks."""
     if chain.url.startswith("sqlite"):
-        return _sqlite_chain(tmp_path / "other.db")
+        return sqlite_chain(tmp_path / "other.db")
     schema = request.getfixturevalue("pg_schema") + "_b"
     pg_url = request.getfixturevalue("pg_url")
-    second = _pg_chain(pg_url, schema)
+    second = pg_chain(pg_url, schema)
     request.addfinalizer(lambda: second.run(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', ()))
     return second
 
@@ -126,9 +82,8 @@ def test_audit_record_holds_facts_digest_and_envelope_never_arguments(
 ) -> None:
     verdict, wire = decisions.accepted(q="secret plans", token="s3cr3t")
     with chain.open() as log:
-        record = log.append(
-            verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire
-        )
+        log.append(verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire)
+        (record,) = log.records()
     assert record.seq == 1 and record.body["prevHash"] == GENESIS_HASH
     assert record.facts == verdict.to_dict()
     assert record.tool == "search" and record.envelope == wire
@@ -268,25 +223,27 @@ def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Dec
         assert report.ok and report.envelopes_verified == 0
         assert any("no checkpoints" in w for w in report.warnings)
     signer, _ = cp_key
-    with chain.open(checkpoint_signer=signer, checkpoint_every=2) as log:
-        decisions.fill(log, 2)  # checkpoint at 4, then seq 5
+    with chain.open(checkpoint_signer=signer) as log:
+        decisions.fill(log, 2)
+        assert log.checkpoint() == 5
+        decisions.fill(log, 1)
         report = log.verify()
-        assert any("5..5 are after the last checkpoint" in w for w in report.warnings)
+        assert any("6..6 are after the last checkpoint" in w for w in report.warnings)
         assert any("signatures not checked" in w for w in report.warnings)
 
 
 def test_audit_checkpoint_signed_with_an_unknown_or_wrong_key(chain: Chain, decisions: Decisions) -> None:
-    key = generate_key("HS256", "cp1")
+    key = generate_key("ES256", "cp1")
     with _filled(chain, decisions, 3, checkpoint_signer=CheckpointSigner(key, CP_ISSUER)) as log:
         pass
     with chain.open(create=False) as log:
         report = log.verify(checkpoint_keys=Keyring())
         assert report.broken is not None and report.broken.seq == 3
         assert "no checkpoint key audit@test/cp1" in report.broken.problem
-        wrong = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        wrong = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
         assert "does not verify" in str(log.verify(checkpoint_keys=wrong).broken)
-        es = Keyring().with_key(CP_ISSUER, generate_key("ES256", "cp1"))
-        assert "is ES256, checkpoint says HS256" in str(log.verify(checkpoint_keys=es).broken)
+        hs = Keyring().with_key(CP_ISSUER, generate_key("HS256", "cp1"))
+        assert "is HS256, checkpoint says ES256" in str(log.verify(checkpoint_keys=hs).broken)
 
 
 def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
@@ -295,6 +252,10 @@ def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
     assert public_key is not None
     with pytest.raises(ValueError, match="no private part"):
         CheckpointSigner(public_key)
+    with pytest.raises(ValueError, match="is HS256; use ES256 or RS256"):
+        CheckpointSigner(generate_key("HS256", "cp1"))  # whoever verifies it could forge it
+    with pytest.raises(ValueError, match="checkpoint_interval"):
+        AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_interval=-1)
     with pytest.raises(ValueError, match="checkpoint_every"):
         AuditLog(SQLiteAuditBackend(":memory:"), checkpoint_every=0)
     assert not Path(":memory:.lock").exists()
@@ -322,11 +283,20 @@ def test_tamper_edit_a_field_is_named(chain: Chain, decisions: Decisions) -> Non
 
 def test_tamper_edit_and_rehash_one_record_breaks_the_next_link(chain: Chain, decisions: Decisions) -> None:
     _filled(chain, decisions).close()
+    _, body, *rest = chain.row(6)  # a rejection: its detail is nothing the envelope can contradict
+    body = body.replace('"detail":"nonce.replayed"', '"detail":"nonce.fresh"')
+    chain.put(6, [record_hash(body.encode()), body, *rest])
+    broken = _broken(chain)
+    assert broken.seq == 7 and "prevHash does not match record 6" in broken.problem
+
+
+def test_tamper_edit_and_rehash_a_fact_is_named_by_the_envelope(chain: Chain, decisions: Decisions) -> None:
+    _filled(chain, decisions).close()
     _, body, *rest = chain.row(5)
     body = body.replace('"tool":"search"', '"tool":"delete"')
     chain.put(5, [record_hash(body.encode()), body, *rest[:2], "delete", rest[3]])
     broken = _broken(chain)
-    assert broken.seq == 6 and "prevHash does not match record 5" in broken.problem
+    assert broken.seq == 5 and "tool 'delete' is not the envelope's entry 0 ('search')" in broken.problem
 
 
 def test_tamper_edit_an_index_column_is_named(chain: Chain, decisions: Decisions) -> None:
@@ -410,7 +380,7 @@ def test_tamper_full_rewrite_is_caught_by_the_signed_checkpoint(
     _filled(chain, decisions, 12, checkpoint_signer=signer, checkpoint_every=10).close()
     _rewrite_from(chain, 3, lambda r: r["facts"].update(detail="forged"))
     broken = _broken(chain, checkpoint_keys=public)
-    assert broken.seq == 10 and "signed checkpoint" in broken.problem
+    assert broken.seq == 10 and "records 1..10 differ from the signed tree head" in broken.problem
 
 
 def test_tamper_rewritten_envelope_fails_re_verification(chain: Chain, decisions: Decisions) -> None:
@@ -471,7 +441,7 @@ def test_audit_reopen_continues_the_same_chain(chain: Chain, decisions: Decision
     with chain.open() as log:
         assert log.backend.chain_id == first
         decisions.fill(log, 2)
-        assert log.backend.head()[0] == 5 and log.verify().ok
+        assert log.verify().ok and log.backend.head()[0] == 5
 
 
 def test_audit_readers_never_create_a_log(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
@@ -513,9 +483,11 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
+        args = {"q": "weather"}
         with pytest.raises(AuditUnavailableError):
-            log.append(verdict, tool="search", arguments={}, envelope=wire)
-        assert log.append(verdict, tool="search", arguments={}, envelope=wire).seq == 3
+            log.append(verdict, tool="search", arguments=args, envelope=wire)
+        log.append(verdict, tool="search", arguments=args, envelope=wire)
+        assert [r.seq for r in log.records()] == [1, 2, 3]
         assert log.verify().ok
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location
@@ -571,3 +543,62 @@ def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisio
     assert first.verify().ok
     first.close()
     second.close()
+
+
+def test_audit_postgres_schema_v1_log_migrates_and_continues(
+    pg_url: str, pg_log_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """A log written by the head-row version (schema 1) keeps its records and grows under version 2."""
+    from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - the one place that knows v1
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+        conn.execute(f'CREATE TABLE "{pg_schema}".schema_version (version integer)')
+        for stmt in _MIGRATIONS[0]:
+            conn.execute(psycopg.sql.SQL(stmt).format(s=psycopg.sql.Identifier(pg_schema)))
+        conn.execute(f'INSERT INTO "{pg_schema}".schema_version VALUES (1)')
+        conn.execute(f"INSERT INTO \"{pg_schema}\".audit_meta VALUES ('chain_id', 'c1')")
+        verdict, wire = decisions.accepted()
+        draft = RecordDraft.build(
+            verdict, chain_id="c1", tool="search", arguments={"q": "weather"}, envelope=wire
+        )
+        row = conn.execute(
+            f'SELECT * FROM "{pg_schema}".audit_append(%s, %s, %s, %s, %s, %s, %s)',
+            (
+                draft.prefix.decode(),
+                format_rfc3339(1e9),
+                draft.suffix.decode(),
+                1e9,
+                draft.sub,
+                draft.tool,
+                None,
+            ),
+        ).fetchone()
+        assert row is not None and row[0] == 1
+    with open_audit_log(pg_log_url) as log:
+        decisions.fill(log, 2)
+        report = log.verify(decisions.keyring)
+        assert [r.seq for r in log.records()] == [1, 2, 3] and report.ok, report.broken
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        version = conn.execute(f'SELECT version FROM "{pg_schema}".schema_version').fetchone()
+        source = conn.execute(
+            "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proname = 'audit_append_many'",
+            (pg_schema,),
+        ).fetchone()
+    assert version == (3,) and source is not None and "pg_logical_emit_message" in source[0]
+
+
+def test_audit_postgres_append_waits_for_the_wal_flush(
+    pg_url: str, pg_log_url: str, decisions: Decisions
+) -> None:
+    """Regression: an xid-only second commit was committed without a flush, so appends were not durable."""
+    with open_audit_log(pg_log_url) as log, psycopg.connect(pg_url, autocommit=True) as conn:
+        decisions.fill(log, 1)
+        before = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        decisions.fill(log, 40)
+        for stmt in ("SELECT pg_stat_force_next_flush()", "SELECT 1"):  # publish the writer's WAL stats now
+            log.backend._run(lambda c, stmt=stmt: c.execute(stmt))  # type: ignore[attr-defined]
+        after = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    assert before is not None and after is not None
+    assert after[0] - before[0] >= 20  # about one flush per append (was 0-1 for 40)

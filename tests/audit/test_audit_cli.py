@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _evidence_helpers import Decisions
 
+from _servers import Decisions
 from mcp_attest import Keyring, generate_key
 from mcp_attest.audit import CheckpointSigner
 from mcp_attest.audit.cli import main
@@ -53,7 +53,7 @@ def test_cli_audit_verify_ok_text_and_json(
     assert code == 0 and err == ""
     assert out.startswith(f"ok: {logged['url']}: 9 records, head seq 9")
     assert "checkpoints: 2 (signatures checked)" in out and "envelopes re-verified: 9" in out
-    code, out, _ = _run(capsys, "verify", str(logged["path"]), "--json")
+    code, out, _ = _run(capsys, "verify", str(logged["path"]), "--json", "--unsigned")
     report = json.loads(out)
     assert code == 0 and report["ok"] and report["records"] == 9 and report["broken"] is None
     assert report["checkpointSignaturesChecked"] is False and report["warnings"]
@@ -64,11 +64,11 @@ def test_cli_audit_verify_broken_chain_exits_1(
 ) -> None:
     with sqlite3.connect(logged["path"]) as conn:
         conn.execute("DELETE FROM audit_records WHERE seq = 4")
-    code, out, _ = _run(capsys, "verify", logged["url"])
+    code, out, _ = _run(capsys, "verify", logged["url"], "--checkpoint-keys", logged["cp"])
     assert code == 1
     assert out.startswith(f"BROKEN: {logged['url']}: record 4: record 4 is missing")
     assert "records 1..3 verified" in out
-    code, out, _ = _run(capsys, "verify", logged["url"], "--json")
+    code, out, _ = _run(capsys, "verify", logged["url"], "--json", "--unsigned")
     assert code == 1 and json.loads(out)["broken"] == {
         "seq": 4,
         "problem": json.loads(out)["broken"]["problem"],
@@ -82,9 +82,11 @@ def test_cli_audit_verify_broken_chain_exits_1(
         (["verify"], "the following arguments are required: url"),
         (["frobnicate", "x"], "invalid choice"),
         (["export", "URL", "--since", "yesterday"], "not a time"),
-        (["verify", "/no/such/audit.db"], "no audit log at /no/such/audit.db"),
-        (["verify", "mongodb://x"], "unsupported audit log"),
-        (["verify", "LOG", "--keys", "/no/such/keys.json"], "cannot read keyring"),
+        (["verify", "/no/such/audit.db", "--unsigned"], "no audit log at /no/such/audit.db"),
+        (["verify", "mongodb://x", "--unsigned"], "unsupported audit log"),
+        (["verify", "LOG", "--unsigned", "--keys", "/no/such/keys.json"], "cannot read keyring"),
+        (["verify", "LOG"], "give --checkpoint-keys"),
+        (["verify", "LOG", "--checkpoint-keys", "/no/such/cp.json"], "cannot read checkpoint keys"),
         (["tail", "LOG", "-n", "-1"], "--lines must be >= 0"),
     ],
 )
