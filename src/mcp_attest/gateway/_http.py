@@ -196,18 +196,18 @@ class HttpListener:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _TooLargeError
         chunks, size = [], 0
-        while True:
-            async with asyncio.timeout(self.config.connections.body_timeout):
+        async with asyncio.timeout(self.config.connections.body_timeout):  # the whole body, not per part
+            while True:
                 event = await receive()
-            if event["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = event.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _TooLargeError
-            chunks.append(chunk)
-            if not event.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if event["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk = event.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
+                if not event.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _read_message(
         self, first: dict[str, str], receive: Receive
@@ -449,8 +449,7 @@ class HttpListener:
                 if session is not None and now - session.last_used > idle and not downstream.waiters:
                     self._forget(sid)
                     self.gateway.metrics.refusal("idle_session_closed")
-                    if downstream.stream is not None:
-                        downstream.stream.put_nowait(_END)
+                    downstream.end()  # no request is open; its GET stream, if any, ends
                     with contextlib.suppress(Exception):
                         await session.close()
 
