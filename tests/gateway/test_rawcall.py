@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from mcp_attest.canonical import parse_arguments, parse_envelope_json
-from mcp_attest.gateway.rawcall import AmbiguousCallError, call_inputs
+from mcp_attest.gateway._rawcall import AmbiguousCallError, call_inputs
 
 
 def _inputs(raw: bytes) -> Any:
