@@ -22,6 +22,7 @@ from mcp_attest import Issuer, Keyring, Verdict, Verifier, generate_key
 from mcp_attest.audit import AuditLog
 from mcp_attest.stores import open_audit_log
 
+PG_URL = os.environ.get("MCP_ATTEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WORKERS = Path(__file__).with_name("_evidence_workers.py")
 SRC = Path(__file__).parents[2] / "src"
 

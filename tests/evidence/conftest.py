@@ -15,9 +15,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from _evidence_helpers import ThrowawayRedis, free_port, require_server
+from _evidence_helpers import PG_URL, ThrowawayRedis, free_port, require_server
 
-PG_URL = os.environ.get("MCP_ATTEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("MCP_ATTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 

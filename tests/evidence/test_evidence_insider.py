@@ -28,6 +28,7 @@ import pytest
 from _evidence_helpers import (
     INSIDER_CALLS,
     ISSUER,
+    PG_URL,
     SRC,
     WORKERS,
     Chain,
@@ -36,7 +37,6 @@ from _evidence_helpers import (
     require_server,
     sqlite_chain,
 )
-from conftest import PG_URL
 
 from mcp_attest import Keyring, canonicalize, generate_key
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
