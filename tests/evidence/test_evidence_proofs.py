@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
@@ -361,12 +362,17 @@ def test_guard_with_a_postgres_log_records_off_the_event_loop(
 
     real_append = log_module.AuditLog.append
 
+    opened: list[Any] = []
+
     def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
         appended_in.append(threading.get_ident())
+        opened.append(self)
         return real_append(self, *args, **kwargs)
 
     monkeypatch.setattr(log_module.AuditLog, "append", spy)
     asyncio.run(go())
     assert len(appended_in) == 2 and loop_thread not in appended_in
+    opened[0].close()  # what the guard's exit hook does, before the test's schema goes
+    atexit.unregister(opened[0].close)
     with open_audit_log(pg_log_url, create=False) as log:
         assert sorted(r.facts["accepted"] for r in log.records()) == [False, True]
