@@ -14,8 +14,9 @@ from mcp_attest.mcp import AttestationRejectedError as ClientRejectedError
 
 
 def _internal(module: str) -> bool:
-    """The gateway and the CLIs are used as programs: their modules are not library API."""
-    return module.startswith("mcp_attest.gateway.") or module.endswith("cli")
+    """Private modules, and the gateway and CLIs (used as programs): not library API."""
+    private = any(part.startswith("_") for part in module.split("."))
+    return private or module.startswith("mcp_attest.gateway.") or module.endswith(".cli")
 
 
 def _exception_classes() -> list[tuple[str, type[BaseException]]]:

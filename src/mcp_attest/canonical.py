@@ -17,7 +17,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import orjson
 
@@ -38,18 +38,18 @@ __all__ = [
     "proven_clean",
 ]
 
-MAX_ENVELOPE_BYTES = 64 * 1024
-MAX_DEPTH = 64
-MAX_SAFE_INTEGER = 2**53 - 1
+MAX_ENVELOPE_BYTES: Final = 64 * 1024
+MAX_DEPTH: Final = 64
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 # Digit counts beyond which an integer token cannot be what its reader
 # needs, decided before int() so no token reaches Python's int-string
 # conversion limit (4300 digits, a ValueError) or float()'s OverflowError.
-_SAFE_INTEGER_DIGITS = len(str(MAX_SAFE_INTEGER))
-_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
-_BOM = b"\xef\xbb\xbf"
-_SORT = orjson.OPT_SORT_KEYS
+_SAFE_INTEGER_DIGITS: Final = len(str(MAX_SAFE_INTEGER))
+_DOUBLE_DIGITS: Final = len(str(int(sys.float_info.max)))
+_BOM: Final = b"\xef\xbb\xbf"
+_SORT: Final = orjson.OPT_SORT_KEYS
 # Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
-_CONTAINERS = (dict, list)
+_CONTAINERS: Final = (dict, list)
 
 
 class CanonicalizationError(Error, ValueError):
@@ -85,10 +85,7 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
     member was merged. Anything unproven goes to the slow reader, which is
     authoritative and names the exact defect.
     """
-    if len(data) > MAX_ENVELOPE_BYTES:
-        _fail("malformed.too_large", f"envelope is {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
-    if data.startswith(_BOM):
-        _fail("malformed.bom", "envelope starts with a UTF-8 byte order mark")
+    _envelope_limits(data)
     if b"\\u" not in data:
         try:
             obj = orjson.loads(data)
@@ -97,6 +94,19 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
         if type(obj) is dict and proven_clean(obj) and data.count(b":") == orjson.dumps(obj).count(b":"):
             return obj
     return _slow_parse_envelope(data)
+
+
+def _reference_parse_envelope(data: bytes) -> dict[str, Any]:
+    """``parse_envelope_json`` without its fast path: the reading it must equal."""
+    _envelope_limits(data)
+    return _slow_parse_envelope(data)
+
+
+def _envelope_limits(data: bytes) -> None:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        _fail("malformed.too_large", f"envelope is {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
+    if data.startswith(_BOM):
+        _fail("malformed.bom", "envelope starts with a UTF-8 byte order mark")
 
 
 def dumps_sorted(value: Any) -> bytes:
@@ -264,7 +274,7 @@ def _check_value(value: Any, depth: int) -> None:
 # Arguments reader (C3)
 # ---------------------------------------------------------------------------
 
-_ARGS = "args.not_canonicalizable"
+_ARGS: Final = "args.not_canonicalizable"
 
 
 def _args_float(token: str) -> float:
@@ -377,6 +387,11 @@ def canonicalize(value: Any) -> bytes:
             return orjson.dumps(value, option=_SORT)
         except orjson.JSONEncodeError:
             pass  # lone surrogate: the full writer names it
+    return _reference_canonicalize(value)
+
+
+def _reference_canonicalize(value: Any) -> bytes:
+    """The full JCS writer alone: the output the orjson fast path must equal byte for byte."""
     parts: list[str] = []
     _write(value, parts, 1)
     return "".join(parts).encode("utf-8")
@@ -403,11 +418,13 @@ def _fast_ok(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         return False
     t = type(value)
+    items: list[Any]
     if t is dict:
-        for k in value:
+        obj: dict[Any, Any] = value  # typed, so that mypyc iterates it natively
+        for k in obj:
             if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                 return False
-        items = value.values()
+        items = list(obj.values())
     elif t is list:
         items = value
     else:
@@ -431,7 +448,7 @@ def _fast_leaf(value: Any) -> bool:
     return t is str or t is bool or value is None
 
 
-_ESCAPES = {
+_ESCAPES: Final = {
     '"': '\\"',
     "\\": "\\\\",
     "\b": "\\b",

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import re
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import orjson
 
+from mcp_attest import __version__
+from mcp_attest._build import active_build
+from mcp_attest._cli import EXIT_NO, EXIT_OK, EXIT_USAGE, Parser, UsageError, colour, usage_failure
 from mcp_attest.algorithms import ALGORITHMS, Key, key_from_jwk
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
 from mcp_attest.envelope import DEFAULT_MAX_TTL, parse_iat
-from mcp_attest.errors import Error
 from mcp_attest.fingerprint import server_fingerprint
 from mcp_attest.issuer import Issuer, PlannedCall
 from mcp_attest.keys import Keyring, KeyringError, default_kid, generate_key
@@ -34,13 +35,12 @@ from mcp_attest.verifier import EnvelopeReader, Verifier, VerifierPolicy
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_NO, EXIT_USAGE = 0, 1, 2
 _MAX_INPUT_BYTES = 16 * 1024 * 1024
 
 # Commands owned by optional parts: name -> (module:function, extra to install, one-line help).
 _EXTERNAL = {
     "demo": (
-        "mcp_attest.demo:run",
+        "mcp_attest._demo:run",
         "mcp",
         "run attested, forged and replayed calls against an example server",
     ),
@@ -57,23 +57,6 @@ _EXTERNAL = {
     ),
 }
 _FINGERPRINT = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-class UsageError(Error):
-    """Bad flags, unreadable files or configuration: exit 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports through ``UsageError`` instead of exiting itself."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
-
-
-def _colour(text: str, code: str, stream: Any = sys.stdout) -> str:
-    if stream.isatty() and not os.environ.get("NO_COLOR"):
-        return f"\033[{code}m{text}\033[0m"
-    return text
 
 
 def _read_input(path: str, what: str) -> bytes:
@@ -242,12 +225,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         sys.stdout.write(orjson.dumps(verdict.to_dict()).decode() + "\n")
     elif verdict.accepted:
         binding = verdict.args_binding.value if verdict.args_binding else "-"
-        print(f"{_colour('ACCEPTED', '32')} {verdict.attestation_id} (args: {binding})")
+        print(f"{colour('ACCEPTED', '32')} {verdict.attestation_id} (args: {binding})")
         if verdict.args_binding is not None and verdict.args_binding.value == "redacted":
             print("warning: arguments are NOT bound (redacted projection)", file=sys.stderr)
     else:
         reason = verdict.reason.value if verdict.reason else "?"
-        print(f"{_colour('REJECTED', '31')} {reason} ({verdict.detail})")
+        print(f"{colour('REJECTED', '31')} {reason} ({verdict.detail})")
     return EXIT_OK if verdict.accepted else EXIT_NO
 
 
@@ -289,9 +272,9 @@ def _cmd_receipt_verify(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(orjson.dumps(check.to_dict()).decode() + "\n")
     elif check.accepted:
-        print(_colour("VALID", "32") + " receipt")
+        print(colour("VALID", "32") + " receipt")
     else:
-        print(f"{_colour('INVALID', '31')} receipt ({check.problem})")
+        print(f"{colour('INVALID', '31')} receipt ({check.problem})")
     return EXIT_OK if check.accepted else EXIT_NO
 
 
@@ -387,7 +370,7 @@ def _add_fingerprint(sub: Any) -> None:
 
 def _add_receipt(sub: Any) -> None:
     p = sub.add_parser("receipt", help="check execution receipts")
-    receipt_sub = p.add_subparsers(dest="receipt_command", required=True, parser_class=_Parser)
+    receipt_sub = p.add_subparsers(dest="receipt_command", required=True, parser_class=Parser)
     p = receipt_sub.add_parser("verify", help="verify a receipt's signature, and its result if given")
     p.add_argument("receipt", help="receipt JSON file, or - for stdin")
     p.add_argument("--keys", required=True, help="keyring holding the server's key under its fingerprint")
@@ -397,13 +380,14 @@ def _add_receipt(sub: Any) -> None:
     p.set_defaults(handler=_cmd_receipt_verify)
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
         prog="mcp-attest",
         description="SEP-2787 tool-call attestation for MCP.",
         epilog="Each command has its own --help. Exit codes: 0 ok, 1 a 'no' verdict, 2 usage error.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"mcp-attest {__version__}, {active_build()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_fingerprint, _add_receipt):
         add(sub)
     for name, (_, _, text) in _EXTERNAL.items():
@@ -436,8 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except UsageError as exc:
-        print(f"mcp-attest: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_failure("mcp-attest", exc)
     except KeyboardInterrupt:
         return 130
 

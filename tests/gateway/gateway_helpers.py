@@ -108,8 +108,11 @@ class NodeClients:
         return dict(json.loads(lines[-1]))
 
     @property
-    def inspector(self) -> list[str]:
-        return ["node", str(self.root / "node_modules/@modelcontextprotocol/inspector-cli/build/index.js")]
+    def inspector(self) -> tuple[list[str], Path]:
+        """The Inspector CLI's command, and the directory to run it in (it finds its own
+        package.json relative to the working directory)."""
+        build = self.root / "node_modules/@modelcontextprotocol/inspector-cli/build"
+        return ["node", str(build / "cli.js")], build
 
 
 @pytest.fixture(scope="session")

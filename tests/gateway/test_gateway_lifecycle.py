@@ -404,3 +404,53 @@ def test_desktop_close_is_well_under_a_second_for_a_well_behaved_upstream(
     [upstream] = _pids(tmp_path)
     assert not _alive(upstream)
     assert found["closeMs"] < 500, found
+
+
+# -- an upstream that cannot start --------------------------------------------------------
+
+MISSING = "/nonexistent/bin/uvx mcp-server-time"
+
+
+def test_missing_upstream_command_answers_initialize_at_once_on_stdio(
+    node_clients: NodeClients, hs_keys: Path, tmp_path: Path
+) -> None:
+    argv = gateway_argv("--stdio", "--keys", hs_keys, "--upstream-cmd", MISSING, "--name", "time")
+    found = node_clients.run({"command": argv[0], "args": argv[1:], "env": {"XDG_STATE_HOME": str(tmp_path)}})
+    assert found["connected"] is False
+    assert "cannot start /nonexistent/bin/uvx: No such file or directory" in str(found["error"])
+    assert "mcp-server-time" not in str(found["error"])  # arguments may hold secrets: never sent
+    assert found["connectMs"] < 10000  # the gateway's own start-up; it waited 30 s+ for a timeout before
+
+
+def test_missing_upstream_command_answers_initialize_at_once_on_http(
+    node_clients: NodeClients, hs_keys: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    err = tmp_path / "gateway.err"
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            gateway_argv("--http", f"127.0.0.1:{port}", "--keys", hs_keys, "--upstream-cmd", MISSING),
+            stderr=stderr,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        found = node_clients.run({"url": f"http://127.0.0.1:{port}/mcp"})
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    assert found["connected"] is False
+    assert "cannot start /nonexistent/bin/uvx: No such file or directory" in str(found["error"])
+    assert found["connectMs"] < 5000  # was a TimeoutError after the 30 s upstream timeout
+    assert "cannot start /nonexistent/bin/uvx" in err.read_text()  # and the operator sees it
+
+
+def test_stdio_upstream_answer_over_the_cap_says_so(hs_keys: Path, tmp_path: Path) -> None:
+    argv = gateway_argv(
+        "--stdio", "--mode", "issue", "--keys", hs_keys, "--iss", "agent",
+        "--upstream-cmd", shlex.join(FLAKY), "--name", "flaky", "--state-dir", tmp_path / "state",
+    )  # fmt: skip
+    answers, _ = _stdio_session(argv, [*_handshake(), _call(1, "huge"), _call(2, "ok")], _flaky_env(tmp_path))
+    assert answers[1]["error"]["message"] == (
+        "upstream flaky sent a message over 67108864 bytes, the gateway's cap; restarted"
+    )
+    assert answers[2]["result"]["content"][0]["text"].startswith("ok")  # the restarted process answers

@@ -19,10 +19,11 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 import orjson
 
+from mcp_attest._cli import Parser, UsageError, usage_failure
 from mcp_attest.audit.backend import RecordQuery
 from mcp_attest.audit.custody import load_checkpoint_keys
 from mcp_attest.audit.log import AuditLog, ChainReport
@@ -36,18 +37,9 @@ __all__ = ["main"]
 _PROG = "mcp-attest audit"
 
 
-class _UsageError(Exception):
-    """A bad command line; becomes exit 2 with one line on stderr."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _UsageError(message)
-
-
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=_PROG, description="Verify, export and follow the hash-chained audit log.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = Parser(prog=_PROG, description="Verify, export and follow the hash-chained audit log.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     verify = sub.add_parser("verify", help="check every link, tree head and (with --keys) envelope")
     verify.add_argument("url", help="sqlite:///path, a file path, or postgresql://...?schema=NAME")
@@ -127,7 +119,7 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
     out = sys.stdout
     try:
         args = _parser().parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         return _fail(str(exc))
     except SystemExit as exc:  # --help
         return int(exc.code or 0)
@@ -165,8 +157,7 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
 
 
 def _fail(message: str) -> int:
-    print(f"{_PROG}: error: {message}", file=sys.stderr)
-    return 2
+    return usage_failure(_PROG, f"error: {message}")
 
 
 def _print_json(doc: object, out: TextIO) -> int:
@@ -179,9 +170,9 @@ def _read_json(path: str) -> object:
         data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
         return orjson.loads(data)
     except OSError as exc:
-        raise _UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
     except orjson.JSONDecodeError:
-        raise _UsageError(f"{path} is not JSON") from None
+        raise UsageError(f"{path} is not JSON") from None
 
 
 def _check_proof(args: argparse.Namespace, out: TextIO) -> int:
@@ -189,7 +180,7 @@ def _check_proof(args: argparse.Namespace, out: TextIO) -> int:
         keys = load_checkpoint_keys(args.checkpoint_keys)
         proof = _read_json(args.proof)
         head = _read_json(args.tree_head) if args.tree_head else None
-    except (KeyringError, _UsageError) as exc:
+    except (KeyringError, UsageError) as exc:
         return _fail(str(exc))
     problem = check_proof(proof, keys, tree_head=head if isinstance(head, dict) else None)
     if problem is not None:

@@ -10,33 +10,17 @@ output as ``verify``, with the dialect reader in V1.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TextIO
 
+from mcp_attest._cli import EXIT_NO, EXIT_OK, Parser, UsageError, colour, usage_failure
 from mcp_attest.conformance.runner import BundleError, Row, run_bundle
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 DIALECTS = ("spec", "vaara-v0")
-
-
-class _Usage(Exception):  # noqa: N818 - control flow to the single exit-2 path
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _Usage(message)
-
-
-def _paint(text: str, code: str, stream: TextIO) -> str:
-    if stream.isatty() and not os.environ.get("NO_COLOR"):
-        return f"\033[{code}m{text}\033[0m"
-    return text
 
 
 def _table(rows: Sequence[Row], out: TextIO) -> None:
@@ -45,7 +29,7 @@ def _table(rows: Sequence[Row], out: TextIO) -> None:
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:3])]
     print("  ".join(h.ljust(w) for h, w in zip(headers, [*widths, 0], strict=True)).rstrip(), file=out)
     for row, (case, expected, got, flag) in zip(rows, cells, strict=True):
-        mark = _paint(flag, "32" if row.ok else "31", out)
+        mark = colour(flag, "32" if row.ok else "31", out)
         line = f"{case.ljust(widths[0])}  {expected.ljust(widths[1])}  {got.ljust(widths[2])}  {mark}"
         print(line + (f"  {row.note}" if row.note and not row.ok else ""), file=out)
 
@@ -58,7 +42,7 @@ def _summary(rows: Sequence[Row], out: TextIO) -> None:
         good = sum(r.ok for r in members)
         print(f"  {bucket}: {good}/{len(members)} match", file=out)
     bad = [r for r in rows if not r.ok]
-    verdict = _paint("all match", "32", out) if not bad else _paint(f"{len(bad)} MISMATCH", "31", out)
+    verdict = colour("all match", "32", out) if not bad else colour(f"{len(bad)} MISMATCH", "31", out)
     print(f"summary: {len(rows)} calls, {len(rows) - len(bad)} match, {verdict}", file=out)
     notes = [r for r in rows if r.ok and r.note]
     if notes:
@@ -67,9 +51,9 @@ def _summary(rows: Sequence[Row], out: TextIO) -> None:
             print(f"  {row.case}: {row.note}", file=out)
 
 
-def _parser() -> _Parser:
-    parser = _Parser(prog="mcp-attest vectors", description="Run conformance vector bundles.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+def _parser() -> Parser:
+    parser = Parser(prog="mcp-attest vectors", description="Run conformance vector bundles.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     run = sub.add_parser("run", help="run every case of a bundle and compare verdicts")
     run.add_argument("dir", type=Path, help="bundle directory (holds the cases and their keys)")
     run.add_argument(
@@ -83,7 +67,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     rows = run_bundle(args.dir, args.dialect)
     _table(rows, sys.stdout)
     _summary(rows, sys.stdout)
-    return EXIT_OK if all(r.ok for r in rows) else EXIT_MISMATCH
+    return EXIT_OK if all(r.ok for r in rows) else EXIT_NO
 
 
 def main(argv: list[str]) -> int:
@@ -92,9 +76,8 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(argv)
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
-    except (_Usage, BundleError) as exc:
-        print(f"mcp-attest vectors: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (UsageError, BundleError) as exc:
+        return usage_failure("mcp-attest vectors", exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

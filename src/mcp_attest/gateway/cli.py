@@ -16,34 +16,27 @@ import logging
 import shlex
 import signal
 import socket
-import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import uvicorn
 
-from mcp_attest.gateway.app import Gateway
+from mcp_attest._cli import Parser, UsageError, usage_failure
+from mcp_attest.gateway._app import Gateway
+from mcp_attest.gateway._http import HttpListener
+from mcp_attest.gateway._logs import announce
+from mcp_attest.gateway._logs import configure as configure_logging
+from mcp_attest.gateway._stdio import serve_stdio
+from mcp_attest.gateway._stdio_link import kill_all
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
-from mcp_attest.gateway.http import HttpListener
-from mcp_attest.gateway.logs import announce
-from mcp_attest.gateway.logs import configure as configure_logging
-from mcp_attest.gateway.stdio import serve_stdio
-from mcp_attest.gateway.stdio_link import kill_all
 
 __all__ = ["main"]
 
 logger = logging.getLogger("mcp_attest.gateway")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as ConfigError (one line, exit 2) instead of exiting."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError(message)
-
-
-def _parser() -> _Parser:
-    p = _Parser(
+def _parser() -> Parser:
+    p = Parser(
         prog="mcp-attest gateway", description="Verify or add tool-call attestations in front of MCP servers."
     )
     p.add_argument("--config", help="TOML config file (flags override it)")
@@ -135,9 +128,8 @@ def main(argv: list[str]) -> int:
         configure_logging(config.log_level, config.log_format)
         gateway = Gateway(config)
         sock = None if config.http_host is None else _bind(config.http_host, config.http_port)
-    except (ValueError, OSError) as exc:  # ConfigError is a ValueError
-        print(f"mcp-attest gateway: {exc}", file=sys.stderr)
-        return 2
+    except (UsageError, ValueError, OSError) as exc:  # ConfigError is a ValueError
+        return usage_failure("mcp-attest gateway", exc)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as runner:
         runner.run(run(gateway, sock))
     # Everything is closed. The interpreter's final collections over the SDK's objects take most of
@@ -198,7 +190,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def _guarded(config: GatewayConfig, gateway: Gateway) -> type[asyncio.Protocol]:
     """The HTTP protocol with connection limits; without httptools, h11 bounds only the head size."""
-    from mcp_attest.gateway.connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
+    from mcp_attest.gateway._connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
 
     c = config.connections
     limits = ConnectionLimits(
