@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
@@ -334,3 +335,44 @@ def test_gateway_with_a_postgres_log_shares_commits_between_concurrent_calls(
     with open_audit_log(pg_log_url, create=False) as log:
         records = list(log.records())
         assert len(records) == 32 and all(r.facts["accepted"] for r in records)
+
+
+def test_guard_with_a_postgres_log_records_off_the_event_loop(
+    tmp_path: Path, pg_log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from mcp_attest import Issuer  # noqa: PLC0415
+    from mcp_attest.mcp import AttestationGuard  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    ring = Keyring().with_key("iss", generate_key("HS256", "k"))
+    guard = AttestationGuard.from_keyring(ring, server_fingerprint="fp", audit=pg_log_url)
+    env = Issuer(ring, iss="iss", sub="a").sign(tool="t", arguments={}, server_fingerprint="fp", intent="x")
+    loop_thread = threading.get_ident()
+    appended_in: list[int] = []
+
+    async def go() -> None:
+        verdicts = await asyncio.gather(
+            *(guard.check("t", {}, {"attestation": env.to_wire()}) for _ in range(2))
+        )
+        assert sorted(v.accepted for v in verdicts) == [False, True]  # one is a replay
+
+    import mcp_attest.audit.log as log_module  # noqa: PLC0415
+
+    real_append = log_module.AuditLog.append
+
+    opened: list[Any] = []
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        appended_in.append(threading.get_ident())
+        opened.append(self)
+        return real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.AuditLog, "append", spy)
+    asyncio.run(go())
+    assert len(appended_in) == 2 and loop_thread not in appended_in
+    opened[0].close()  # what the guard's exit hook does, before the test's schema goes
+    atexit.unregister(opened[0].close)
+    with open_audit_log(pg_log_url, create=False) as log:
+        assert sorted(r.facts["accepted"] for r in log.records()) == [False, True]
