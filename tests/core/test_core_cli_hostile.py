@@ -1,4 +1,4 @@
-"""No CLI command prints a traceback for any input file (issue 11).
+"""No CLI command prints a traceback for any input file (issue 11); nor does the client.
 
 Every file a command reads is replaced, one at a time, by each hostile
 document below; the command must end with an exit code of the contract
@@ -204,3 +204,14 @@ def test_vectors_run_never_crashes_on_a_hostile_bundle_file(
 def test_vaara_v0_projection_nested_past_the_stack_is_an_ordinary_projection() -> None:
     assert hash_only_projection("[" * DEEP + "]" * DEEP) is None
     assert hash_only_projection('{"digest": "sha256:ab"}') == "sha256:ab"
+
+
+@pytest.mark.parametrize("text", ["[" * DEEP + "]" * DEEP, f'{{"attestationError": true, "n": {HUGE}}}'])
+def test_client_reading_a_hostile_tool_result_is_not_a_rejection_and_does_not_crash(text: str) -> None:
+    """A server's error text nested past the stack (RecursionError) or with a 5000-digit integer."""
+    from mcp.types import CallToolResult, TextContent  # noqa: PLC0415 - the mcp extra
+
+    from mcp_attest.mcp.client import parse_rejection  # noqa: PLC0415
+
+    result = CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
+    assert parse_rejection(result) is None

@@ -158,6 +158,11 @@ class AuditLog:
         """Where the chain lives, for messages."""
         return self.backend.location
 
+    @property
+    def remote(self) -> bool:
+        """True when an append waits on a network round trip (callers move it off an event loop)."""
+        return self.backend.remote
+
     # -- writing -----------------------------------------------------------
 
     def append(

@@ -113,6 +113,10 @@ class Route:
         self.guard = guard
         self.issuer = issuer
         self.audit = audit
+        # An audit append that waits on a network round trip and a disk flush
+        # (PostgreSQL) must not stall the event loop; off the loop, concurrent
+        # calls also share the log's group commit.
+        self._audit_off_loop = bool(getattr(audit, "remote", False))
         self.pins = pins
 
     @property
@@ -181,7 +185,8 @@ class Route:
                 return self.refuse(tool, Reason.TOOL_MISMATCH, "gateway.tool_definition_changed", why)
         if self.guard is not None:
             work = partial(self._judge, tool, inputs, headers.get(HEADER_NAME.lower()))
-            verdict = await asyncio.to_thread(work) if inputs.size > _OFF_LOOP_BYTES else work()
+            off_loop = self._audit_off_loop or inputs.size > _OFF_LOOP_BYTES
+            verdict = await asyncio.to_thread(work) if off_loop else work()
             return self._decision(verdict, params, headers)
         if self.issuer is not None:
             return self._sign(tool, args, params, headers)

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _evidence_helpers import Decisions
 
+from _servers import Decisions
 from mcp_attest import Keyring, generate_key
 from mcp_attest.audit import CheckpointSigner
 from mcp_attest.audit.cli import main
