@@ -69,4 +69,4 @@ def test_artifact_installs_in_a_fresh_venv_and_its_command_runs(
     printed = _run([command, "fingerprint", "--name", "time", "--id", "prod-1"], tmp_path)
     assert printed.stdout.strip() == server_fingerprint("time", "prod-1")
     needs_extra = _run([command, "gateway", "--help"], tmp_path)  # the core install says what to add
-    assert needs_extra.returncode == 2 and "install mcp-attest[gateway]" in needs_extra.stderr
+    assert needs_extra.returncode == 2 and "pip install '.[gateway]'" in needs_extra.stderr
