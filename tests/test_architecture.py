@@ -10,9 +10,9 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mcp_attest"
 CORE = [
-    "__init__", "algorithms", "canonical", "details", "discovery", "envelope", "fingerprint", "issuer",
-    "keys", "receipts", "resolvers", "transport", "verdict", "verifier",
-    "replay/__init__", "replay/base", "replay/memory", "replay/sqlite",
+    "__init__", "_build", "algorithms", "canonical", "details", "discovery", "envelope", "fingerprint",
+    "issuer", "keys", "receipts", "resolvers", "transport", "verdict", "verifier",
+    "replay/__init__", "replay/base", "replay/key", "replay/memory", "replay/sqlite",
 ]  # fmt: skip
 OUTER = ("mcp_attest.mcp", "mcp_attest.gateway", "mcp_attest.cli", "mcp_attest.audit", "mcp_attest.stores",
          "mcp_attest.conformance", "mcp_attest.demo")  # fmt: skip

@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists; every other name is internal and
 may change without notice.
 """
 
+from mcp_attest._build import active_build
 from mcp_attest.algorithms import ALGORITHMS, ES256Key, HS256Key, Key, KeyMaterialError, RS256Key
 from mcp_attest.canonical import (
     CanonicalizationError,
@@ -81,6 +82,7 @@ __all__ = [
     "Verifier",
     "VerifierPolicy",
     "__version__",
+    "active_build",
     "canonicalize",
     "canonicalize_arguments",
     "decode_header",

@@ -8,20 +8,16 @@ reinterpreted as another algorithm's key (no algorithm confusion).
 from __future__ import annotations
 
 import hmac
-import re
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from mcp_attest.envelope import b64url_decode, b64url_encode
+from mcp_attest.envelope import b64url_decode, b64url_encode, lower_hex_bytes
 from mcp_attest.errors import ConfigurationError
 
 __all__ = [
@@ -34,18 +30,15 @@ __all__ = [
     "key_from_jwk",
 ]
 
-ALGORITHMS = ("HS256", "ES256", "RS256")
-_P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_MIN_HMAC_BYTES = 32
-_MIN_RSA_BITS = 2048
-_SHA256 = hashes.SHA256()
-_ECDSA = ec.ECDSA(_SHA256)
-_PKCS1 = padding.PKCS1v15()
+ALGORITHMS: Final = ("HS256", "ES256", "RS256")
+_P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_MIN_HMAC_BYTES: Final = 32
+_MIN_RSA_BITS: Final = 2048
+_SHA256: Final = hashes.SHA256()
+_ECDSA: Final = ec.ECDSA(_SHA256)
+_PKCS1: Final = padding.PKCS1v15()
 _Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
-# E7: lowercase hex only. ``int(x, 16)`` and ``bytes.fromhex`` would also take
-# "0x", "_", spaces and uppercase, and raise on anything else.
-_LOWER_HEX = re.compile(r"[0-9a-f]+")
 
 
 class KeyMaterialError(ConfigurationError):
@@ -119,7 +112,9 @@ class HS256Key(Key):
         return True
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if not _LOWER_HEX.fullmatch(signature_hex):
+        # Only ASCII text can be compared in constant time; anything but the
+        # expected lowercase hex then simply differs from it (E7).
+        if not signature_hex.isascii():
             return False
         expected = hmac.digest(self._secret, message, "sha256").hex()
         return hmac.compare_digest(expected, signature_hex)
@@ -178,14 +173,15 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
         super().__init__(kid, public, private)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != 128 or not _LOWER_HEX.fullmatch(signature_hex):
+        raw = lower_hex_bytes(signature_hex) if len(signature_hex) == 128 else None
+        if raw is None:
             return False
-        r = int(signature_hex[:64], 16)
-        s = int(signature_hex[64:], 16)
+        r = int.from_bytes(raw[:32], "big")
+        s = int.from_bytes(raw[32:], "big")
         if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
             return False
         try:
-            self._public.verify(encode_dss_signature(r, s), message, _ECDSA)
+            self._public.verify(_der_signature(raw[:32], raw[32:]), message, _ECDSA)
         except InvalidSignature:
             return False
         return True
@@ -213,6 +209,23 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
         return jwk
 
 
+def _der_integer(big_endian: bytes) -> bytes:
+    """A positive DER INTEGER: minimal length, a zero byte before a set high bit."""
+    digits = big_endian.lstrip(b"\x00")
+    if digits[0] & 0x80:
+        digits = b"\x00" + digits
+    return b"\x02" + bytes((len(digits),)) + digits
+
+
+def _der_signature(r: bytes, s: bytes) -> bytes:
+    """``encode_dss_signature`` for the non-zero 32-byte r and s of P-256, without its int round trip.
+
+    At most 2 * 35 bytes of content, so the short length form always applies.
+    """
+    body = _der_integer(r) + _der_integer(s)
+    return b"\x30" + bytes((len(body),)) + body
+
+
 class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
     """RSASSA-PKCS1-v1_5 with SHA-256 on a modulus of at least 2048 bits."""
 
@@ -230,10 +243,11 @@ class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
         self._hex_len = 2 * ((public.key_size + 7) // 8)
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
-        if len(signature_hex) != self._hex_len or not _LOWER_HEX.fullmatch(signature_hex):
+        raw = lower_hex_bytes(signature_hex) if len(signature_hex) == self._hex_len else None
+        if raw is None:
             return False
         try:
-            self._public.verify(bytes.fromhex(signature_hex), message, _PKCS1, _SHA256)
+            self._public.verify(raw, message, _PKCS1, _SHA256)
         except InvalidSignature:
             return False
         return True
@@ -278,7 +292,7 @@ def _jwk_int(jwk: dict[str, Any], member: str, name: str) -> int:
     return int.from_bytes(_jwk_bytes(jwk, member, name), "big")
 
 
-_KTY_FOR_ALG = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
+_KTY_FOR_ALG: Final = {"HS256": "oct", "ES256": "EC", "RS256": "RSA"}
 
 
 def key_from_jwk(jwk: Any, *, label: str) -> Key:

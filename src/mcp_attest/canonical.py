@@ -17,7 +17,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn
+from typing import Any, Final, NoReturn
 
 import orjson
 
@@ -38,18 +38,18 @@ __all__ = [
     "proven_clean",
 ]
 
-MAX_ENVELOPE_BYTES = 64 * 1024
-MAX_DEPTH = 64
-MAX_SAFE_INTEGER = 2**53 - 1
+MAX_ENVELOPE_BYTES: Final = 64 * 1024
+MAX_DEPTH: Final = 64
+MAX_SAFE_INTEGER: Final = 2**53 - 1
 # Digit counts beyond which an integer token cannot be what its reader
 # needs, decided before int() so no token reaches Python's int-string
 # conversion limit (4300 digits, a ValueError) or float()'s OverflowError.
-_SAFE_INTEGER_DIGITS = len(str(MAX_SAFE_INTEGER))
-_DOUBLE_DIGITS = len(str(int(sys.float_info.max)))
-_BOM = b"\xef\xbb\xbf"
-_SORT = orjson.OPT_SORT_KEYS
+_SAFE_INTEGER_DIGITS: Final = len(str(MAX_SAFE_INTEGER))
+_DOUBLE_DIGITS: Final = len(str(int(sys.float_info.max)))
+_BOM: Final = b"\xef\xbb\xbf"
+_SORT: Final = orjson.OPT_SORT_KEYS
 # Depth counts containers only: a scalar inside a depth-64 container is at depth 64 (E2).
-_CONTAINERS = (dict, list)
+_CONTAINERS: Final = (dict, list)
 
 
 class CanonicalizationError(Error, ValueError):
@@ -274,7 +274,7 @@ def _check_value(value: Any, depth: int) -> None:
 # Arguments reader (C3)
 # ---------------------------------------------------------------------------
 
-_ARGS = "args.not_canonicalizable"
+_ARGS: Final = "args.not_canonicalizable"
 
 
 def _args_float(token: str) -> float:
@@ -418,11 +418,13 @@ def _fast_ok(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         return False
     t = type(value)
+    items: list[Any]
     if t is dict:
-        for k in value:
+        obj: dict[Any, Any] = value  # typed, so that mypyc iterates it natively
+        for k in obj:
             if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
                 return False
-        items = value.values()
+        items = list(obj.values())
     elif t is list:
         items = value
     else:
@@ -446,7 +448,7 @@ def _fast_leaf(value: Any) -> bool:
     return t is str or t is bool or value is None
 
 
-_ESCAPES = {
+_ESCAPES: Final = {
     '"': '\\"',
     "\\": "\\\\",
     "\b": "\\b",

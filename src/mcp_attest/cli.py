@@ -19,6 +19,8 @@ from typing import Any
 
 import orjson
 
+from mcp_attest import __version__
+from mcp_attest._build import active_build
 from mcp_attest._cli import EXIT_NO, EXIT_OK, EXIT_USAGE, Parser, UsageError, colour, usage_failure
 from mcp_attest.algorithms import ALGORITHMS, Key, key_from_jwk
 from mcp_attest.canonical import CanonicalizationError, canonicalize, parse_arguments
@@ -384,6 +386,7 @@ def _parser() -> Parser:
         description="SEP-2787 tool-call attestation for MCP.",
         epilog="Each command has its own --help. Exit codes: 0 ok, 1 a 'no' verdict, 2 usage error.",
     )
+    parser.add_argument("--version", action="version", version=f"mcp-attest {__version__}, {active_build()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
     for add in (_add_keygen, _add_sign, _add_verify, _add_canonicalize, _add_fingerprint, _add_receipt):
         add(sub)

@@ -13,7 +13,7 @@ import calendar
 import functools
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, NoReturn, TypeGuard
+from typing import Any, Final, NamedTuple, NoReturn, TypeGuard
 
 import orjson
 
@@ -42,29 +42,34 @@ __all__ = [
     "ToolCall",
     "b64url_decode",
     "b64url_encode",
+    "lower_hex_bytes",
     "parse_iat",
     "signing_input",
 ]
 
-DEFAULT_MAX_TTL = 3600
-MAX_TOOL_CALLS = 64
-_IDENT_LIMIT = 512
-_INTENT_LIMIT = 4096
-_NONCE_LIMIT = 256
-_MIN_NONCE_BYTES = 16
-_SIGNATURE_HEX = {"HS256": 64, "ES256": 128}
-_MIN_NONCE_B64 = 22  # the shortest unpadded base64url text of 16 bytes
+DEFAULT_MAX_TTL: Final = 3600
+MAX_TOOL_CALLS: Final = 64
+_IDENT_LIMIT: Final = 512
+_INTENT_LIMIT: Final = 4096
+_NONCE_LIMIT: Final = 256
+_MIN_NONCE_BYTES: Final = 16
+_SIGNATURE_HEX: Final = {"HS256": 64, "ES256": 128}
+_MIN_NONCE_B64: Final = 22  # the shortest unpadded base64url text of 16 bytes
 
-_TOP = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
-_ISSUER = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
-_PLANNER = frozenset({"intent", "requestedCapability", "plannerRef"})
-_PAYLOAD = frozenset({"toolCalls"})
-_CALL = frozenset({"name", "argsRef", "argsProjection", "serverFingerprint"})
-_REF = frozenset({"uri", "digest"})
+_TOP: Final = frozenset({"issuerAsserted", "plannerDeclared", "payloadDerived", "signature"})
+_ISSUER: Final = frozenset({"alg", "iss", "sub", "secretVersion", "iat", "expSeconds", "nonce"})
+_PLANNER: Final = frozenset({"intent", "requestedCapability", "plannerRef"})
+_PAYLOAD: Final = frozenset({"toolCalls"})
+_CALL: Final = frozenset({"name", "argsRef", "argsProjection", "serverFingerprint"})
+_REF: Final = frozenset({"uri", "digest"})
+_COMMA_SIGNATURE: Final = b',"signature":'
+# Builds a NamedTuple from a tuple of its fields in one C call: calling the
+# class runs the interpreted ``__new__`` that namedtuple generates, which
+# costs as much as the rest of the fast schema check.
+_new: Final = tuple.__new__
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
-_LOWER_HEX = re.compile(r"[0-9a-f]+")
-_IAT = re.compile(
+_B64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+_IAT: Final = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:Z|\+00:00)",
     re.ASCII,
 )
@@ -86,6 +91,20 @@ def _bad(detail: str, message: str) -> NoReturn:
 def b64url_encode(data: bytes) -> str:
     """Base64url without padding, the only encoding the profile uses."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def lower_hex_bytes(text: str) -> bytes | None:
+    """E7: the bytes a non-empty lowercase-hex string spells, else ``None``.
+
+    ``bytes.fromhex`` alone would also take uppercase and spaces; writing
+    the bytes back and comparing refuses both, and beats a regex on the
+    512 characters of an RS256 signature.
+    """
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if raw and raw.hex() == text else None
 
 
 def b64url_decode(text: str) -> bytes:
@@ -172,14 +191,12 @@ class Envelope(NamedTuple):
 
         The fast path lets orjson parse, runs the schema check (which pins
         the type of every known field), walks only unknown subtrees, and
-        writes the signing input with orjson. It then proves no duplicate
-        key was merged: without ``\\u`` escapes every colon inside a string
-        is literal in both input and output, so the input has exactly one
-        more colon than the signing input (the ``signature`` member) iff
-        the parser saw every member. Anything unproven, including every
-        error, is decided again by the strict reader so details are exact.
+        takes the signing input from orjson's sorted output once
+        ``_proven_signing_input`` has shown that no duplicate key was
+        merged. Anything unproven, including every error, is decided again
+        by the strict reader so details are exact.
         """
-        if len(data) <= MAX_ENVELOPE_BYTES and b"\\u" not in data and not data.startswith(b"\xef\xbb\xbf"):
+        if len(data) <= MAX_ENVELOPE_BYTES:
             try:
                 obj = orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -202,14 +219,14 @@ class Envelope(NamedTuple):
         if type(obj) is dict and proven_clean(obj):
             try:  # a Python str may hold a lone surrogate, which orjson refuses
                 whole = dumps_sorted(obj)
-                body = dumps_sorted({k: v for k, v in obj.items() if k != "signature"})
+                body = _minus_signature(obj, whole)
             except orjson.JSONEncodeError:
                 whole = body = b""
             if body:
                 if len(whole) > MAX_ENVELOPE_BYTES:  # before the schema, as the full C2 walk orders it
                     _bad("malformed.too_large", f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
-                env = _typical(obj, max_ttl) or cls.from_wire(obj, max_ttl=max_ttl)
-                return Envelope(*env[:-1], body)
+                env = _typical(obj, max_ttl, body)
+                return env or Envelope(*cls.from_wire(obj, max_ttl=max_ttl)[:-1], body)
         return cls.from_wire(_c2(check_envelope_value, obj), max_ttl=max_ttl)
 
     @classmethod
@@ -227,7 +244,7 @@ class Envelope(NamedTuple):
         pd = _block(obj, "plannerDeclared", _PLANNER, unknown)
         pl = _block(obj, "payloadDerived", _PAYLOAD, unknown)
         signature = _string(obj, "signature", "/signature", None)
-        if not _LOWER_HEX.fullmatch(signature):
+        if lower_hex_bytes(signature) is None:
             _bad("malformed.signature_encoding", "signature is not lowercase hex")
         alg = ia.get("alg")
         if "alg" not in ia:
@@ -300,29 +317,59 @@ def _c2(check: Callable[[Any], dict[str, Any]], value: Any) -> dict[str, Any]:
 
 def _fast_envelope(obj: dict[str, Any], data: bytes, max_ttl: int) -> Envelope | None:
     """The fast path of ``from_json``; ``None`` means "not proven, ask the strict reader"."""
-    env = _typical(obj, max_ttl)
-    if env is None:
-        try:
-            env = Envelope.from_wire(obj, max_ttl=max_ttl)
-        except MalformedEnvelopeError:
-            return None
+    proven = _proven_signing_input(obj, data)
+    if proven is None:
+        return None
+    env = _typical(obj, max_ttl, proven)
+    if env is not None:
+        return env
+    try:
+        env = Envelope.from_wire(obj, max_ttl=max_ttl)
+    except MalformedEnvelopeError:
+        return None
     for pointer in env.unknown_fields:
         # The pointer holds the unknown key itself: keep non-BMP keys off the fast path.
         if max(pointer) > "\uffff" or not proven_clean(_lookup(obj, pointer), pointer.count("/") + 1):
             return None
-    body = {k: v for k, v in obj.items() if k != "signature"}
-    proven = dumps_sorted(body)
-    if data.count(b":") != proven.count(b":") + 1:
-        return None
     return Envelope(*env[:-1], proven)
+
+
+def _proven_signing_input(obj: dict[str, Any], data: bytes) -> bytes | None:
+    """The signing input from orjson's output, once no member was lost in parsing.
+
+    orjson keeps the last of duplicate keys silently. Input equal to
+    orjson's sorted output (a canonical sender, as our issuer is) cannot
+    have lost a member. Otherwise, without ``\\u`` escapes every colon
+    inside a string is literal in both input and output, so equal colon
+    counts prove the parser saw every member.
+    """
+    whole = dumps_sorted(obj)
+    if whole != data and (b"\\u" in data or data.count(b":") != whole.count(b":")):
+        return None
+    return _minus_signature(obj, whole)
+
+
+def _minus_signature(obj: dict[str, Any], whole: bytes) -> bytes:
+    """``dumps_sorted`` of ``obj`` without ``signature``, given ``whole = dumps_sorted(obj)``.
+
+    With exactly the four top-level members ``signature`` sorts last, so
+    the compact output is cut before it instead of being written again.
+    """
+    if obj.keys() == _TOP:
+        cut = len(whole) - len(_COMMA_SIGNATURE) - len(orjson.dumps(obj["signature"]))
+        return whole[: cut - 1] + b"}"
+    return dumps_sorted({k: v for k, v in obj.items() if k != "signature"})
 
 
 def _ok(value: Any, limit: int) -> TypeGuard[str]:
     return type(value) is str and len(value) > 0 and len(value) * 4 <= limit
 
 
-def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
+def _typical(obj: dict[str, Any], max_ttl: int, proven: bytes) -> Envelope | None:
     """Schema check of the common shape in one pass, or ``None`` to defer.
+
+    ``proven`` is the signing input the caller has already proven equal to
+    JCS of ``obj`` minus ``signature``.
 
     Accepts only envelopes with no unknown field whose every value passes
     the E-rules through the cheapest test that proves it (a string of at
@@ -345,9 +392,14 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
         and pd.keys() <= _PLANNER
     ):
         return None
-    alg, iss, sub, kid = ia.get("alg"), ia.get("iss"), ia.get("sub"), ia.get("secretVersion")
-    iat, exp, nonce, intent = ia.get("iat"), ia.get("expSeconds"), ia.get("nonce"), pd.get("intent")
-    calls = pl.get("toolCalls")
+    # Typed names for the checked dicts: mypyc then reads them with native dict calls.
+    issuer: dict[str, Any] = ia
+    planner: dict[str, Any] = pd
+    payload: dict[str, Any] = pl
+    alg, iss, sub = issuer.get("alg"), issuer.get("iss"), issuer.get("sub")
+    kid, iat, exp = issuer.get("secretVersion"), issuer.get("iat"), issuer.get("expSeconds")
+    nonce, intent = issuer.get("nonce"), planner.get("intent")
+    calls = payload.get("toolCalls")
     # Chained identity checks and character counts (4 UTF-8 bytes per
     # character at most) keep this to a handful of bytecodes per field.
     if not (
@@ -364,21 +416,25 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
         and len(nonce) % 4 != 1
         and 1 <= exp <= max_ttl
         and 1 <= len(calls) <= MAX_TOOL_CALLS
-        and _LOWER_HEX.fullmatch(sig)
+        and lower_hex_bytes(sig) is not None
         and _B64URL.fullmatch(nonce)
         and _iat_ok(iat)
     ):
         return None
     # Optional members are tested by presence, not by value: a member that is
     # present as null is a type error (E1), which ``from_wire`` must name.
-    capability, planner_ref = pd.get("requestedCapability"), pd.get("plannerRef")
-    if ("requestedCapability" in pd and not _ok(capability, 1 << 62)) or (
-        "plannerRef" in pd and not _ok(planner_ref, 1 << 62)
+    capability, planner_ref = planner.get("requestedCapability"), planner.get("plannerRef")
+    if ("requestedCapability" in planner and not _ok(capability, 1 << 62)) or (
+        "plannerRef" in planner and not _ok(planner_ref, 1 << 62)
     ):
         return None
     entries = []
-    for call in calls:
-        if type(call) is not dict or not call.keys() <= _CALL:
+    plan: list[Any] = calls
+    for raw_call in plan:
+        if type(raw_call) is not dict:
+            return None
+        call: dict[str, Any] = raw_call
+        if not call.keys() <= _CALL:
             return None
         name: Any = call.get("name")
         fingerprint: Any = call.get("serverFingerprint")
@@ -398,17 +454,21 @@ def _typical(obj: dict[str, Any], max_ttl: int) -> Envelope | None:
                 return None
             if not _B64URL.fullmatch(digest):
                 return None
-            args_ref = ArgsRef(uri, digest)
+            args_ref = _new(ArgsRef, (uri, digest))
         elif projection is None:
             return None
-        entries.append(ToolCall(name, fingerprint, args_ref, projection))
-    return Envelope(
-        IssuerAsserted(alg, iss, sub, kid, iat, exp, nonce),
-        PlannerDeclared(intent, capability, planner_ref),
-        tuple(entries),
-        sig,
-        (),
-        obj,
+        entries.append(_new(ToolCall, (name, fingerprint, args_ref, projection)))
+    return _new(
+        Envelope,
+        (
+            _new(IssuerAsserted, (alg, iss, sub, kid, iat, exp, nonce)),
+            _new(PlannerDeclared, (intent, capability, planner_ref)),
+            tuple(entries),
+            sig,
+            (),
+            obj,
+            proven,
+        ),
     )
 
 

@@ -14,8 +14,8 @@ import hmac
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, NoReturn
+from dataclasses import dataclass
+from typing import Any, Final, Literal, NoReturn
 
 from mcp_attest.algorithms import ALGORITHMS, Key
 from mcp_attest.canonical import (
@@ -40,7 +40,7 @@ from mcp_attest.keys import KeySource
 from mcp_attest.replay import InMemoryReplayStore, ReplayStore, replay_key
 from mcp_attest.resolvers import MAX_REF_BYTES, Resolver, resolve_data_uri
 from mcp_attest.transport import HeaderError, decode_header
-from mcp_attest.verdict import ArgsBinding, AttestationRejectedError, Reason, Verdict
+from mcp_attest.verdict import ArgsBinding, AttestationRejectedError, Reason, Verdict, accepted_verdict
 
 __all__ = ["EnvelopeInput", "EnvelopeReader", "Verifier", "VerifierPolicy"]
 
@@ -53,7 +53,7 @@ EnvelopeReader = Callable[[Mapping[str, Any], int], Envelope]
 The hook for older dialects (PROFILE section 10): only the schema step
 differs, so V0 and V2-V12 stay the spec's.
 """
-_ARGS_MISMATCH = Reason.ARGS_COMMITMENT_MISMATCH
+_ARGS_MISMATCH: Final = Reason.ARGS_COMMITMENT_MISMATCH
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,20 +96,37 @@ def _reject(reason: Reason, detail: str) -> NoReturn:
     raise _Reject(reason, detail)
 
 
-@dataclass(slots=True)
 class _Call:
-    """Working state of one verification, filled step by step."""
+    """Working state of one verification, filled step by step.
 
-    now: float
-    tool: str
-    arguments: Any
-    envelope: Envelope | None = None
-    attestation_id: str | None = None
-    key: Key | None = None
-    args_jcs: bytes | None = None
-    args_text: str | None = None
-    unknown_fields: tuple[str, ...] = field(default_factory=tuple)
-    projection_binding: ArgsBinding | None = None
+    A plain class rather than a dataclass: mypyc compiles this ``__init__``,
+    whereas a dataclass's generated one stays interpreted.
+    """
+
+    __slots__ = (
+        "args_jcs",
+        "args_text",
+        "arguments",
+        "attestation_id",
+        "envelope",
+        "key",
+        "now",
+        "projection_binding",
+        "tool",
+        "unknown_fields",
+    )
+
+    def __init__(self, now: float, tool: str, arguments: Any) -> None:
+        self.now = now
+        self.tool = tool
+        self.arguments = arguments
+        self.envelope: Envelope | None = None
+        self.attestation_id: str | None = None
+        self.key: Key | None = None
+        self.args_jcs: bytes | None = None
+        self.args_text: str | None = None
+        self.unknown_fields: tuple[str, ...] = ()
+        self.projection_binding: ArgsBinding | None = None
 
 
 class Verifier:
@@ -208,10 +225,7 @@ class Verifier:
         entry, binding = self._v8_arguments(call, env, unclaimed)
         self._v9_claim(call, env, entry, expires_at)
         ia = env.issuer_asserted
-        return Verdict(
-            accepted=True,
-            reason=None,
-            detail=None,
+        return accepted_verdict(
             verified_at=call.now,
             verifier_fingerprint=self.server_fingerprint,
             attestation_id=call.attestation_id,

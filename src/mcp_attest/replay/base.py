@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
-import struct
 from typing import Protocol, runtime_checkable
 
 from mcp_attest.errors import Error
+from mcp_attest.replay.key import replay_key
 
 __all__ = ["ReplayStore", "StoreUnavailableError", "replay_key"]
-
-_U32 = struct.Struct(">I")
 
 
 class StoreUnavailableError(Error):
     """The store cannot answer; the verifier fails closed on it (V12)."""
-
-
-def replay_key(iss: str, nonce: str, index: int) -> bytes:
-    """R1: length-prefixed so that no two (iss, nonce, index) triples collide."""
-    iss_b = iss.encode("utf-8")
-    nonce_b = nonce.encode("utf-8")
-    return hashlib.sha256(
-        _U32.pack(len(iss_b)) + iss_b + _U32.pack(len(nonce_b)) + nonce_b + _U32.pack(index)
-    ).digest()
 
 
 @runtime_checkable

@@ -12,17 +12,18 @@ from __future__ import annotations
 import math
 import struct
 import threading
+from typing import Final
 
 from mcp_attest.errors import ConfigurationError
 from mcp_attest.replay.base import StoreUnavailableError
 
 __all__ = ["InMemoryReplayStore"]
 
-_KEY = 16
-_SLOT = _KEY + 4
-_EXP = struct.Struct("<I")
-_EMPTY = b"\x00\x00\x00\x00"
-_MIN_SLOTS = 1024
+_KEY: Final = 16
+_SLOT: Final = _KEY + 4
+_EXP: Final = struct.Struct("<I")
+_EMPTY: Final = b"\x00\x00\x00\x00"
+_MIN_SLOTS: Final = 1024
 
 
 class InMemoryReplayStore:
