@@ -163,7 +163,7 @@ def envelopes_for(issuer: Issuer, n: int) -> list[dict[str, Any]]:
 
 async def clients(calls: int) -> dict[str, list[float]]:
     """Seconds per POST through each client, interleaved, against one keep-alive server."""
-    from mcp_attest.gateway.h1 import H1Pool  # noqa: PLC0415 - only this mode needs it
+    from mcp_attest.gateway._h1 import H1Pool  # noqa: PLC0415 - only this mode needs it
 
     answer = b'{"jsonrpc":"2.0","id":1,"result":{}}'
     reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (

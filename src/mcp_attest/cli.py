@@ -40,7 +40,7 @@ _MAX_INPUT_BYTES = 16 * 1024 * 1024
 # Commands owned by optional parts: name -> (module:function, extra to install, one-line help).
 _EXTERNAL = {
     "demo": (
-        "mcp_attest.demo:run",
+        "mcp_attest._demo:run",
         "mcp",
         "run attested, forged and replayed calls against an example server",
     ),

@@ -280,7 +280,7 @@ def test_gateway_checkpoint_settings_from_file_and_flags(tmp_path: Path) -> None
 def test_gateway_keys_its_audit_log_and_labels_metrics_with_the_thumbprint(tmp_path: Path) -> None:
     import asyncio  # noqa: PLC0415
 
-    from mcp_attest.gateway.app import Gateway  # noqa: PLC0415
+    from mcp_attest.gateway._app import Gateway  # noqa: PLC0415
 
     keys = tmp_path / "keys.json"
     Keyring().with_key("iss", generate_key("HS256", "k")).save(keys, private=True)
@@ -306,8 +306,8 @@ def test_gateway_with_a_postgres_log_shares_commits_between_concurrent_calls(
     import asyncio  # noqa: PLC0415
 
     from mcp_attest import Issuer  # noqa: PLC0415
-    from mcp_attest.gateway.app import Gateway  # noqa: PLC0415
-    from mcp_attest.gateway.rawcall import CallInputs  # noqa: PLC0415
+    from mcp_attest.gateway._app import Gateway  # noqa: PLC0415
+    from mcp_attest.gateway._rawcall import CallInputs  # noqa: PLC0415
 
     ring = Keyring().with_key("iss", generate_key("HS256", "k"))
     keys = tmp_path / "keys.json"

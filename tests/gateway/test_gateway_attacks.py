@@ -407,9 +407,15 @@ def test_tool_pinning_bypass_by_listing_the_original_again_is_refused_and_audite
     for client in (first, second):
         refusal = _refusal(client.post(_call(3, "ok", {}, _signed(issuer, "ok", {}))).json())
         assert refusal["reason"] == "tool_definition_changed", refusal
+    description.write_text("changed again")
+    stdio = stdio_gateway(*flags)  # same pin file: a changed and the original `ok` in one list
+    stdio.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert [t["name"] for t in stdio.next()["result"]["tools"]].count("ok") == 2
+    stdio.send(_call(2, "ok", {}, _signed(issuer, "ok", {})))
+    assert _refusal(stdio.next())["reason"] == "tool_definition_changed"
     assert received(log) == []
     pinned = [r for r in _records(tmp_path) if r["facts"].get("detail") == "gateway.tool_definition_changed"]
-    assert len(pinned) == 2 and pinned[0]["facts"]["reason"] == "tool_mismatch"
+    assert len(pinned) == 3 and pinned[0]["facts"]["reason"] == "tool_mismatch"
 
 
 # -- 5. audit growth ------------------------------------------------------------------------------------

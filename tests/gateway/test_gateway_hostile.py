@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from mcp_attest import Issuer, Keyring, server_fingerprint
-from mcp_attest.gateway.h1 import H1Pool, RemoteProtocolError
+from mcp_attest.gateway._h1 import H1Pool, RemoteProtocolError
 from mcp_attest.transport import encode_header
 
 pytestmark = pytest.mark.slow

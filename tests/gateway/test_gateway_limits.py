@@ -189,6 +189,14 @@ def test_slowloris_huge_header_and_connection_floods_are_cut(
         b"content-length: 100\r\n\r\n{"
     )
     idle = _connect(gw.port, "127.0.0.5")
+    with _connect(gw.port, "127.0.0.7") as whole:  # head and a 100 kB body in one write: no 431
+        pad = {"pad": "p" * 100_000}
+        message = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": pad})
+        whole.sendall(
+            b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(message), message)
+        )
+        assert whole.recv(65536).startswith(b"HTTP/1.1 200 ")
     flood = [_connect(gw.port, "127.0.0.6") for _ in range(21)]
     _ok(good, issuer)
     assert _closed_with(huge, 3).startswith(b"HTTP/1.1 431")

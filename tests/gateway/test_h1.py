@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from mcp_attest.gateway.h1 import (
+from mcp_attest.gateway._h1 import (
     ConnectError,
     H1Pool,
     LocalProtocolError,
     ReadTimeout,
     RemoteProtocolError,
 )
-from mcp_attest.gateway.http_link import _lines
+from mcp_attest.gateway._http_link import _lines
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

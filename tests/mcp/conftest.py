@@ -12,7 +12,7 @@ from _mcp_helpers import ISS, Case, reason_cases
 from mcp_test_servers import FINGERPRINT, asgi_app, build
 
 from mcp_attest import Issuer, Keyring, generate_key
-from mcp_attest.demo import serve_in_thread
+from mcp_attest._demo import serve_in_thread
 from mcp_attest.mcp import AttestationGuard
 
 

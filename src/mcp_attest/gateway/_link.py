@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from mcp_attest.errors import Error
-from mcp_attest.gateway.jsonrpc import Message
+from mcp_attest.gateway._jsonrpc import Message
 
 __all__ = ["Link", "OnMessage", "UpstreamStartError", "nothing"]
 

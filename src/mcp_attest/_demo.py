@@ -262,7 +262,7 @@ def _write_gateway_config(root: Path, workdir: Path) -> Path:
     Written as a file rather than passed as flags because the file is what
     a deployment uses, and ``args_binding`` has no flag.
     """
-    upstream = [sys.executable, "-m", "mcp_attest.demo", "--serve-upstream", str(workdir)]
+    upstream = [sys.executable, "-m", "mcp_attest._demo", "--serve-upstream", str(workdir)]
     path = root / "gateway.toml"
     path.write_text(
         "\n".join(

@@ -22,11 +22,11 @@ import orjson
 
 from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Keyring, Verdict, Verifier, VerifierPolicy
 from mcp_attest.canonical import MAX_ENVELOPE_BYTES, CanonicalizationError, parse_arguments
+from mcp_attest.gateway._jsonrpc import Message, gateway_error_result
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway._pins import PinStore
+from mcp_attest.gateway._rawcall import CallInputs
 from mcp_attest.gateway.config import GatewayConfig, UpstreamConfig
-from mcp_attest.gateway.jsonrpc import Message, gateway_error_result
-from mcp_attest.gateway.metrics import Metrics
-from mcp_attest.gateway.pins import PinStore
-from mcp_attest.gateway.rawcall import CallInputs
 from mcp_attest.mcp import AttestationGuard
 from mcp_attest.replay import ReplayStore
 from mcp_attest.transport import encode_header

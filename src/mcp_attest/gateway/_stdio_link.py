@@ -9,10 +9,10 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from mcp_attest.gateway._jsonrpc import Message, dumps, parse_message
+from mcp_attest.gateway._link import OnMessage, UpstreamStartError, nothing
+from mcp_attest.gateway._metrics import Metrics
 from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.jsonrpc import Message, dumps, parse_message
-from mcp_attest.gateway.link import OnMessage, UpstreamStartError, nothing
-from mcp_attest.gateway.metrics import Metrics
 
 __all__ = ["StdioLink"]
 

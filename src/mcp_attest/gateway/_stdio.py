@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from mcp_attest.gateway.app import Gateway
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._app import Gateway
+from mcp_attest.gateway._jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
     UPSTREAM_UNAVAILABLE,
@@ -33,8 +33,8 @@ from mcp_attest.gateway.jsonrpc import (
     reencodable,
     valid_id,
 )
-from mcp_attest.gateway.link import UpstreamStartError
-from mcp_attest.gateway.session import GatewaySession, Sink
+from mcp_attest.gateway._link import UpstreamStartError
+from mcp_attest.gateway._session import GatewaySession, Sink
 
 __all__ = ["serve_stdio"]
 

@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.h1 import MAX_BODY, AnswerTooLargeError, H1Pool, UpstreamHTTPError
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._h1 import MAX_BODY, AnswerTooLargeError, H1Pool, UpstreamHTTPError
+from mcp_attest.gateway._jsonrpc import (
     INTERNAL_ERROR,
     UPSTREAM_UNAVAILABLE,
     Message,
@@ -20,8 +19,9 @@ from mcp_attest.gateway.jsonrpc import (
     error_response,
     parse_message,
 )
-from mcp_attest.gateway.link import OnMessage, nothing
-from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway._link import OnMessage, nothing
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway.config import UpstreamConfig
 
 __all__ = ["HttpLink"]
 
