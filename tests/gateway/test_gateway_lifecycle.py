@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from gateway_helpers import HERE, PY, NodeClients, free_port, gateway_argv, wait_http
+from gateway_helpers import HERE, PY, NodeClients, ThirdParty, free_port, gateway_argv, wait_http
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -394,6 +394,30 @@ def test_desktop_close_reaps_an_upstream_that_ignores_eof_and_sigterm(
     finally:
         if _alive(upstream):
             os.kill(upstream, signal.SIGKILL)
+
+
+def test_desktop_close_reaps_server_everything(
+    node_clients: NodeClients, third_party: ThirdParty, hs_keys: Path, tmp_path: Path
+) -> None:
+    """The third-party server the issue saw orphaned (3 closes of 5): reaped, and the close is quick.
+
+    On this machine it exits on end of input, so this guards the common
+    path with a real server; the slow-to-exit case is the faulty server's.
+    """
+    pidfile = tmp_path / "upstream.pids"
+    upstream = shlex.join(["sh", "-c", f'echo $$ > {pidfile}; exec "$0" stdio', str(third_party.everything)])
+    argv = gateway_argv(
+        "--stdio", "--keys", hs_keys, "--upstream-cmd", upstream, "--state-dir", tmp_path / "s"
+    )
+    found = node_clients.run({"command": argv[0], "args": argv[1:]})
+    assert found["connected"] is True and "echo" in found["tools"]
+    [everything] = _pids(tmp_path)
+    try:
+        assert not _alive(everything), "the gateway left server-everything running"
+        assert found["closeMs"] < 1900, found  # the gateway exited before the client had to SIGTERM it
+    finally:
+        if _alive(everything):
+            os.kill(everything, signal.SIGKILL)
 
 
 def test_desktop_close_is_well_under_a_second_for_a_well_behaved_upstream(
