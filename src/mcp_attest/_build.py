@@ -19,7 +19,6 @@ COMPILED_MODULES = (
     "mcp_attest.envelope",
     "mcp_attest.replay.key",
     "mcp_attest.replay.memory",
-    "mcp_attest.verdict",
     "mcp_attest.verifier",
 )
 
