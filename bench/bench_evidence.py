@@ -234,7 +234,7 @@ def bench_scale(count: int, base: str, rounds: int) -> dict[str, Any]:
         "chain, 1 process x 64 threads": rate,
         "shared": shared,
         "rounds": (chain, bare),
-        "verify": f"{'ok' if report.ok else 'BROKEN'}, {report.records} records",
+        "verify": f"{'ok' if report.accepted else 'BROKEN'}, {report.records} records",
     }
 
 

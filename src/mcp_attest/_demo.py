@@ -367,8 +367,8 @@ def _check_audit(root: Path, calls: int, log: Path, checkpoint_keys: Path) -> tu
     except ValueError:
         why = done.stderr.strip() or done.stdout.strip()
         return False, f"audit chain: mcp-attest audit verify failed: {why}"
-    ok = done.returncode == 0 and report["ok"] and report["records"] == calls
-    state = "intact" if report["ok"] else f"BROKEN at record {report['broken']['seq']}"
+    ok = done.returncode == 0 and report["accepted"] and report["records"] == calls
+    state = "intact" if report["accepted"] else f"BROKEN at record {report['broken']['seq']}"
     return ok, (
         f"audit chain: {state}, {report['records']} records for {calls} calls, "
         f"{report['envelopesVerified']} envelopes re-verified (mcp-attest audit verify)"

@@ -122,7 +122,7 @@ def test_crosscheck_unattested_accepts_need_the_opt_in(tmp_path: Path) -> None:
     with open_audit_log(str(tmp_path / "u.db")) as log:
         log.append(verdict, tool="t", arguments={})
         assert "holds no envelope" in str(log.verify(Keyring()).broken)
-        assert log.verify(Keyring(), allow_unattested=True).ok
+        assert log.verify(Keyring(), allow_unattested=True).accepted
 
 
 # -- the writer's own tree heads ------------------------------------------------
@@ -168,7 +168,7 @@ def test_writer_reads_other_writers_records_into_its_tree(decisions: Decisions, 
     first.close()
     with open_audit_log(url, create=False) as reader:
         report = reader.verify(decisions.keyring, checkpoint_keys=public)
-    assert report.ok and report.checkpoints == 1
+    assert report.accepted and report.checkpoints == 1
 
 
 def test_writer_refuses_to_sign_over_a_cut_or_holed_chain(decisions: Decisions, tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_audit_record_survives_what_jcs_cannot_write(tmp_path: Path) -> None:
             "unparsed": True
         }
         assert log.append(verdict, tool="t", arguments=None, envelope='{"a": 1}').body["envelope"] == {"a": 1}
-        assert log.verify().ok
+        assert log.verify().accepted
 
 
 _json = st.recursive(
@@ -211,7 +211,7 @@ def test_audit_checkpoints_every_n_and_on_close(chain: Chain, decisions: Decisio
     with chain.open(create=False) as reader:
         assert [seq for seq, _ in reader.backend.checkpoints()] == [10, 20, 25]
         report = reader.verify(decisions.keyring, checkpoint_keys=public)
-    assert report.ok, report.broken
+    assert report.accepted, report.broken
     assert report.checkpoints == 3 and report.checkpoint_signatures_checked
     assert report.envelopes_verified == 25
     assert report.warnings == ()
@@ -220,7 +220,7 @@ def test_audit_checkpoints_every_n_and_on_close(chain: Chain, decisions: Decisio
 def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Decisions, cp_key: Any) -> None:
     with _filled(chain, decisions, 3) as log:
         report = log.verify()
-        assert report.ok and report.envelopes_verified == 0
+        assert report.accepted and report.envelopes_verified == 0
         assert any("no checkpoints" in w for w in report.warnings)
     signer, _ = cp_key
     with chain.open(checkpoint_signer=signer) as log:
@@ -267,7 +267,7 @@ def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
 def _broken(chain: Chain, decisions: Decisions | None = None, checkpoint_keys: Keyring | None = None) -> Any:
     with chain.open(create=False) as log:
         report = log.verify(None if decisions is None else decisions.keyring, checkpoint_keys=checkpoint_keys)
-    assert not report.ok
+    assert not report.accepted
     return report.broken
 
 
@@ -333,7 +333,7 @@ def test_tamper_delete_the_tail_without_checkpoints_is_only_a_warning(
     chain.sql("DELETE FROM records WHERE seq > 9")
     with chain.open(create=False) as log:
         report = log.verify()
-    assert report.ok and report.head_seq == 9
+    assert report.accepted and report.head_seq == 9
     assert any("truncated tail would go unnoticed" in w for w in report.warnings)
 
 
@@ -441,7 +441,7 @@ def test_audit_reopen_continues_the_same_chain(chain: Chain, decisions: Decision
     with chain.open() as log:
         assert log.backend.chain_id == first
         decisions.fill(log, 2)
-        assert log.verify().ok and log.backend.head()[0] == 5
+        assert log.verify().accepted and log.backend.head()[0] == 5
 
 
 def test_audit_readers_never_create_a_log(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
@@ -488,7 +488,7 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
             log.append(verdict, tool="search", arguments=args, envelope=wire)
         log.append(verdict, tool="search", arguments=args, envelope=wire)
         assert [r.seq for r in log.records()] == [1, 2, 3]
-        assert log.verify().ok
+        assert log.verify().accepted
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location
 
@@ -530,7 +530,7 @@ def test_audit_empty_log_has_nothing_to_checkpoint(tmp_path: Path, cp_key: Any) 
     with open_audit_log(str(tmp_path / "a.db"), checkpoint_signer=cp_key[0]) as log:
         assert log.checkpoint() is None
         report = log.verify()
-        assert report.ok and report.records == 0 and report.head_hash == GENESIS_HASH
+        assert report.accepted and report.records == 0 and report.head_hash == GENESIS_HASH
 
 
 def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisions: Decisions) -> None:
@@ -540,7 +540,7 @@ def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisio
     for i in range(6):
         decisions.fill(first if i % 3 else second, 2)
     assert [r.seq for r in first.records()] == list(range(1, 13))
-    assert first.verify().ok
+    assert first.verify().accepted
     first.close()
     second.close()
 
@@ -578,7 +578,7 @@ def test_audit_postgres_schema_v1_log_migrates_and_continues(
     with open_audit_log(pg_log_url) as log:
         decisions.fill(log, 2)
         report = log.verify(decisions.keyring)
-        assert [r.seq for r in log.records()] == [1, 2, 3] and report.ok, report.broken
+        assert [r.seq for r in log.records()] == [1, 2, 3] and report.accepted, report.broken
     with psycopg.connect(pg_url, autocommit=True) as conn:
         version = conn.execute(f'SELECT version FROM "{pg_schema}".schema_version').fetchone()
         source = conn.execute(
@@ -602,3 +602,12 @@ def test_audit_postgres_append_waits_for_the_wal_flush(
         after = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
     assert before is not None and after is not None
     assert after[0] - before[0] >= 20  # about one flush per append (was 0-1 for 40)
+
+
+def test_chain_report_has_no_truth_value(tmp_path: Path) -> None:
+    """``if log.verify():`` must not pass a broken chain: the report refuses bool()."""
+    with AuditLog(SQLiteAuditBackend(str(tmp_path / "a.db"))) as log:
+        report = log.verify()
+    with pytest.raises(TypeError, match=r"ChainReport has no truth value: read its \.accepted field"):
+        bool(report)
+    assert report.accepted and report.to_dict()["accepted"] is True

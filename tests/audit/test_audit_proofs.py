@@ -297,7 +297,7 @@ def test_gateway_keys_its_audit_log_and_labels_metrics_with_the_thumbprint(tmp_p
     )
     asyncio.run(gateway.close())
     with open_audit_log(str(tmp_path / "state" / "audit.sqlite"), create=False) as log:
-        assert log.verify(checkpoint_keys=load_checkpoint_keys(public)).ok
+        assert log.verify(checkpoint_keys=load_checkpoint_keys(public)).accepted
 
 
 def test_gateway_with_a_postgres_log_shares_commits_between_concurrent_calls(
