@@ -11,19 +11,25 @@ creates is removed at the end.
    database (the floor the chain is paid on top of).
 2. ``RedisReplayStore.claim`` and ``is_claimed`` p50/p99, beside a bare
    ``PING`` (one round trip).
-3. The PostgreSQL head lock: appends/s for 1 and 8 writer processes on
-   one chain, against 8 processes doing bare INSERTs (no chain, no lock).
+3. Scale past one lock: appends/s for 8 writer processes on one chain
+   against the same 8 processes doing plain INSERTs of the same record
+   bytes into a plain table (no chain, no lock), alternated over rounds in
+   the same run; and one process with 64 threads appending at once, with
+   the mean number of appends that shared each commit (group commit).
+   The chain is verified afterwards (every record, link and seq).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import platform
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -49,15 +55,20 @@ ARGS: dict[str, Any] = {
 }
 
 
-def _decision() -> tuple[Any, dict[str, Any]]:
+def _decisions(count: int) -> list[tuple[Any, dict[str, Any]]]:
+    """``count`` distinct accepted decisions (each envelope accepted once, as in real traffic)."""
     ring = Keyring().with_key("https://issuer.example", generate_key("HS256", "k1"))
     issuer = Issuer(ring, iss="https://issuer.example", sub="agent-7")
-    wire = issuer.sign(
-        tool="archive_file", arguments=ARGS, server_fingerprint=SERVER, intent="archive"
-    ).to_wire()
-    verdict = Verifier(ring, SERVER).verify(wire, tool="archive_file", arguments=ARGS)
-    assert verdict.accepted
-    return verdict, wire
+    verifier = Verifier(ring, SERVER)
+    found = []
+    for _ in range(count):
+        wire = issuer.sign(
+            tool="archive_file", arguments=ARGS, server_fingerprint=SERVER, intent="archive"
+        ).to_wire()
+        verdict = verifier.verify(wire, tool="archive_file", arguments=ARGS)
+        assert verdict.accepted
+        found.append((verdict, wire))
+    return found
 
 
 def _percentiles(fn: Callable[[], object], n: int, warmup: int = 200, rounds: int = 3) -> tuple[float, float]:
@@ -80,9 +91,14 @@ def _percentiles(fn: Callable[[], object], n: int, warmup: int = 200, rounds: in
     return best
 
 
-def _append_fn(log: AuditLog) -> Callable[[], AuditRecord]:
-    verdict, wire = _decision()
-    return lambda: log.append(verdict, tool="archive_file", arguments=ARGS, envelope=wire)
+def _append_fn(log: AuditLog, distinct: int = 1) -> Callable[[], AuditRecord]:
+    decisions = itertools.cycle(_decisions(distinct))
+
+    def append() -> AuditRecord:
+        verdict, wire = next(decisions)
+        return log.append(verdict, tool="archive_file", arguments=ARGS, envelope=wire)
+
+    return append
 
 
 def bench_sqlite(n: int, tmp: str) -> dict[str, tuple[float, float]]:
@@ -132,24 +148,38 @@ def bench_redis(n: int, prefix: str) -> dict[str, tuple[float, float]]:
     return result
 
 
-def _writer(kind: str, schema: str, count: int, barrier: Any, out: Any) -> None:
+def _record_text(schema: str) -> str:
+    """The JCS text of one realistic record: what a plain INSERT of "the same row" writes."""
+    with AuditLog(_scratch_backend(schema)) as log:
+        return _append_fn(log)().to_json().decode()
+
+
+def _scratch_backend(schema: str) -> Any:
+    from mcp_attest.audit.postgres import PostgresAuditBackend  # noqa: PLC0415
+
+    return PostgresAuditBackend(PG, schema=schema + "_scratch")
+
+
+def _writer(kind: str, schema: str, count: int, text: str, barrier: Any, out: Any) -> None:
     append: Callable[[], object]
     if kind == "chain":
-        append = _append_fn(open_audit_log(f"{PG}?schema={schema}"))
+        append = _append_fn(open_audit_log(f"{PG}?schema={schema}", checkpoint_interval=0), count)
     else:
         conn = psycopg.connect(PG, autocommit=True)
         stmt = f'INSERT INTO "{schema}".bare_mw (body) VALUES (%s)'
-        append = lambda: conn.execute(stmt, ("x" * 2000,))  # noqa: E731
+        append = lambda: conn.execute(stmt, (text,))  # noqa: E731
     barrier.wait()
     for _ in range(count):
         append()
     out.put(time.perf_counter())
 
 
-def _throughput(kind: str, schema: str, writers: int, count: int) -> float:
+def _throughput(kind: str, schema: str, writers: int, count: int, text: str) -> float:
     ctx = mp.get_context("fork")
     barrier, out = ctx.Barrier(writers + 1), ctx.Queue()
-    procs = [ctx.Process(target=_writer, args=(kind, schema, count, barrier, out)) for _ in range(writers)]
+    procs = [
+        ctx.Process(target=_writer, args=(kind, schema, count, text, barrier, out)) for _ in range(writers)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -160,33 +190,100 @@ def _throughput(kind: str, schema: str, writers: int, count: int) -> float:
     return writers * count / (end - start)
 
 
-def bench_head_lock(count: int, schema: str) -> dict[str, float]:
+def _threads(schema: str, threads: int, count: int) -> tuple[float, float]:
+    """(appends/s, appends per commit) for one process with ``threads`` concurrent appenders."""
+    log = open_audit_log(f"{PG}?schema={schema}", checkpoint_interval=0)
+    append = _append_fn(log, threads * count)
+    go = threading.Barrier(threads + 1)
+
+    def work() -> None:
+        go.wait()
+        for _ in range(count):
+            append()
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    flushes = log.backend._batch.flushes
+    go.wait()
+    start = time.perf_counter()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - start
+    shared = threads * count / (log.backend._batch.flushes - flushes)
+    log.close()
+    return threads * count / elapsed, shared
+
+
+def bench_scale(count: int, base: str, rounds: int) -> dict[str, Any]:
+    schema = base + "_scale"
     with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".bare_mw (seq bigserial PRIMARY KEY, body text)')
+    text = _record_text(schema)
+    chain, bare = [], []
+    for _ in range(rounds):
+        chain.append(_throughput("chain", schema, 8, count, text))
+        bare.append(_throughput("bare", schema, 8, count, text))
+    rate, shared = _threads(schema, 64, max(count // 8, 20))
+    with open_audit_log(f"{PG}?schema={schema}", create=False) as log:
+        report = log.verify()
     return {
-        "chain, 1 writer": _throughput("chain", schema, 1, count * 2),
-        "chain, 8 writers": _throughput("chain", schema, 8, count),
-        "bare INSERT, 8 writers": _throughput("bare", schema, 8, count),
+        "chain, 8 writer processes": max(chain),
+        "plain INSERT, 8 writer processes": max(bare),
+        "chain, 1 process x 64 threads": rate,
+        "shared": shared,
+        "rounds": (chain, bare),
+        "verify": f"{'ok' if report.accepted else 'BROKEN'}, {report.records} records",
     }
+
+
+def _print_scale(scale: dict[str, Any], markdown: bool) -> None:
+    base = scale["plain INSERT, 8 writer processes"]
+    chain_rounds, bare_rounds = scale["rounds"]
+    rates = ", ".join(f"{c:.0f}/{b:.0f}" for c, b in zip(chain_rounds, bare_rounds, strict=True))
+    if markdown:
+        print("\n| PostgreSQL writers | appends/s | vs plain INSERT, 8 processes |")
+        print("|---|---|---|")
+    for label in (
+        "chain, 8 writer processes",
+        "plain INSERT, 8 writer processes",
+        "chain, 1 process x 64 threads",
+    ):
+        rate = scale[label]
+        if markdown:
+            print(f"| {label} | {rate:.0f} | x{rate / base:.2f} |")
+        else:
+            print(f"{label:34} {rate:8.0f}/s  x{rate / base:.2f} of plain INSERT with 8 processes")
+    print(f"\nrounds chain/plain: {rates}; 64 threads: {scale['shared']:.1f} appends per commit")
+    print(f"verify after the run: {scale['verify']}")
+    sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--markdown", action="store_true", help="print the docs/performance.md table")
+    parser.add_argument("--scale-only", action="store_true", help="only the writer-scaling section")
     args = parser.parse_args()
-    n, per_writer = (1000, 200) if args.quick else (5000, 1000)
+    n, per_writer, rounds = (1000, 200, 1) if args.quick else (5000, 1000, 3)
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     prefix = f"mcp-attest-bench:{uuid.uuid4().hex[:10]}:"
     try:
+        if args.scale_only:
+            scale = bench_scale(per_writer, schema, rounds)
+            _print_scale(scale, args.markdown)
+            return
         with tempfile.TemporaryDirectory() as tmp:
             sqlite_r = bench_sqlite(n, tmp)
         pg_r = bench_postgres(n, schema)
         redis_r = bench_redis(n, prefix)
-        lock_r = bench_head_lock(per_writer, schema)
+        scale = bench_scale(per_writer, schema, rounds)
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}_scratch" CASCADE')
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}_scale" CASCADE')
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
@@ -208,15 +305,7 @@ def main() -> None:
             print(f"| {store} | {op} | {p50:.0f} us | {p99:.0f} us | {b50:.0f} us | {goal} |")
         else:
             print(f"{store:10} {op:22} p50 {p50:7.0f} us  p99 {p99:7.0f} us  bare p50 {b50:6.0f} us  {goal}")
-    base = lock_r["bare INSERT, 8 writers"]
-    if args.markdown:
-        print("\n| PostgreSQL writers | appends/s | vs bare INSERT, 8 writers |")
-        print("|---|---|---|")
-    for label, rate in lock_r.items():
-        if args.markdown:
-            print(f"| {label} | {rate:.0f} | x{rate / base:.2f} |")
-        else:
-            print(f"{label:24} {rate:8.0f}/s  x{rate / base:.2f} of bare INSERT with 8 writers")
+    _print_scale(scale, args.markdown)
     sys.stdout.flush()
 
 

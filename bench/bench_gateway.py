@@ -12,6 +12,11 @@ gateway's. Throughput uses 16 concurrent clients, each with its own
 session. Needs ``.cache/third-party`` from the gateway tests.
 
     .venv/bin/python bench/bench_gateway.py [--calls 2000] [--warmup 200]
+
+``--clients`` instead compares the gateway's upstream HTTP/1.1 client
+(``gateway.h1``) with aiohttp's (if installed) against a minimal keep-alive
+server in this process: the per-POST cost is the only difference, which is
+what switching clients would change (issue 10's h1.py decision).
 """
 
 from __future__ import annotations
@@ -156,12 +161,84 @@ def envelopes_for(issuer: Issuer, n: int) -> list[dict[str, Any]]:
     ]
 
 
+async def clients(calls: int) -> dict[str, list[float]]:
+    """Seconds per POST through each client, interleaved, against one keep-alive server."""
+    from mcp_attest.gateway._h1 import H1Pool  # noqa: PLC0415 - only this mode needs it
+
+    answer = b'{"jsonrpc":"2.0","id":1,"result":{}}'
+    reply = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s" % (
+        len(answer),
+        answer,
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = next(
+                int(line.split(b":")[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length")
+            )
+            await reader.readexactly(length)
+            writer.write(reply)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode()
+    pool = H1Pool(timeout=5)
+    posts: dict[str, Any] = {}
+
+    async def h1() -> None:
+        resp = await pool.post("127.0.0.1", port, "/mcp", list(HEADERS.items()), body)
+        await resp.read()
+        resp.close()
+
+    posts["h1"] = h1
+    try:
+        import aiohttp  # noqa: PLC0415 - optional, for the comparison only
+    except ImportError:
+        aio = None
+    else:
+        aio = aiohttp.ClientSession()
+        url = f"http://127.0.0.1:{port}/mcp"
+
+        async def aiohttp_post() -> None:
+            assert aio is not None
+            async with aio.post(url, data=body, headers=HEADERS) as resp:
+                await resp.read()
+
+        posts["aiohttp"] = aiohttp_post
+    times: dict[str, list[float]] = {name: [] for name in posts}
+    try:
+        for i in range(calls + calls // 10):
+            for name, post in posts.items():
+                started = time.perf_counter()
+                await post()
+                if i >= calls // 10:
+                    times[name].append(time.perf_counter() - started)
+    finally:
+        await pool.aclose()
+        if aio is not None:
+            await aio.close()
+        server.close()
+    return times
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--calls", type=int, default=2000)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--gateway-flag", action="append", default=[], help="extra flag, e.g. --audit=none")
+    ap.add_argument("--clients", action="store_true", help="compare upstream HTTP clients (h1 vs aiohttp)")
     args = ap.parse_args()
+    if args.clients:
+        for name, values in asyncio.run(clients(args.calls)).items():
+            print(f"{name}: p50 {pct(values, 0.5) * 1e6:.0f} us  p99 {pct(values, 0.99) * 1e6:.0f} us")
+        return
     if not EVERYTHING.exists():
         raise SystemExit(
             "run the gateway tests first: they install server-everything under .cache/third-party"
@@ -203,6 +280,8 @@ def main() -> None:
                         "ev",
                         "--state-dir",
                         str(tmp / f"state-{alg}"),
+                        "--max-sessions-per-client",  # all benchmark clients share one address
+                        "64",
                         *args.gateway_flag,
                     ]
                 )

@@ -15,7 +15,7 @@ CORE = [
     "replay/__init__", "replay/base", "replay/key", "replay/memory", "replay/sqlite",
 ]  # fmt: skip
 OUTER = ("mcp_attest.mcp", "mcp_attest.gateway", "mcp_attest.cli", "mcp_attest.audit", "mcp_attest.stores",
-         "mcp_attest.conformance", "mcp_attest.demo")  # fmt: skip
+         "mcp_attest.conformance", "mcp_attest._demo")  # fmt: skip
 THIRD_PARTY_OK = {"cryptography", "orjson", "rfc8785"}
 
 

@@ -9,7 +9,6 @@ from mcp_attest.algorithms import ALGORITHMS, ES256Key, HS256Key, Key, KeyMateri
 from mcp_attest.canonical import (
     CanonicalizationError,
     canonicalize,
-    canonicalize_arguments,
     parse_arguments,
 )
 from mcp_attest.discovery import DiscoveringKeyring
@@ -31,7 +30,6 @@ from mcp_attest.replay import (
     ReplayStore,
     SQLiteReplayStore,
     StoreUnavailableError,
-    replay_key,
 )
 from mcp_attest.resolvers import FileResolver, ResolverError, resolve_data_uri
 from mcp_attest.transport import CAPABILITY, HEADER_NAME, META_KEY, HeaderError, decode_header, encode_header
@@ -84,12 +82,10 @@ __all__ = [
     "__version__",
     "active_build",
     "canonicalize",
-    "canonicalize_arguments",
     "decode_header",
     "encode_header",
     "generate_key",
     "parse_arguments",
-    "replay_key",
     "resolve_data_uri",
     "result_digest",
     "server_fingerprint",

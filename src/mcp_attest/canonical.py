@@ -85,10 +85,7 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
     member was merged. Anything unproven goes to the slow reader, which is
     authoritative and names the exact defect.
     """
-    if len(data) > MAX_ENVELOPE_BYTES:
-        _fail("malformed.too_large", f"envelope is {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
-    if data.startswith(_BOM):
-        _fail("malformed.bom", "envelope starts with a UTF-8 byte order mark")
+    _envelope_limits(data)
     if b"\\u" not in data:
         try:
             obj = orjson.loads(data)
@@ -97,6 +94,19 @@ def parse_envelope_json(data: bytes) -> dict[str, Any]:
         if type(obj) is dict and proven_clean(obj) and data.count(b":") == orjson.dumps(obj).count(b":"):
             return obj
     return _slow_parse_envelope(data)
+
+
+def _reference_parse_envelope(data: bytes) -> dict[str, Any]:
+    """``parse_envelope_json`` without its fast path: the reading it must equal."""
+    _envelope_limits(data)
+    return _slow_parse_envelope(data)
+
+
+def _envelope_limits(data: bytes) -> None:
+    if len(data) > MAX_ENVELOPE_BYTES:
+        _fail("malformed.too_large", f"envelope is {len(data)} bytes, limit {MAX_ENVELOPE_BYTES}")
+    if data.startswith(_BOM):
+        _fail("malformed.bom", "envelope starts with a UTF-8 byte order mark")
 
 
 def dumps_sorted(value: Any) -> bytes:
@@ -377,6 +387,11 @@ def canonicalize(value: Any) -> bytes:
             return orjson.dumps(value, option=_SORT)
         except orjson.JSONEncodeError:
             pass  # lone surrogate: the full writer names it
+    return _reference_canonicalize(value)
+
+
+def _reference_canonicalize(value: Any) -> bytes:
+    """The full JCS writer alone: the output the orjson fast path must equal byte for byte."""
     parts: list[str] = []
     _write(value, parts, 1)
     return "".join(parts).encode("utf-8")

@@ -40,7 +40,7 @@ _MAX_INPUT_BYTES = 16 * 1024 * 1024
 # Commands owned by optional parts: name -> (module:function, extra to install, one-line help).
 _EXTERNAL = {
     "demo": (
-        "mcp_attest.demo:run",
+        "mcp_attest._demo:run",
         "mcp",
         "run attested, forged and replayed calls against an example server",
     ),
@@ -401,7 +401,7 @@ def _external(name: str, argv: list[str]) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        hint = f"; install mcp-attest[{extra}]" if extra else ""
+        hint = f"; install the {extra} extra (in a clone: pip install '.[{extra}]')" if extra else ""
         raise UsageError(f"'{name}' is not available ({exc.name} missing){hint}") from None
     func: Callable[[list[str]], int] = getattr(module, func_name)
     return func(argv)

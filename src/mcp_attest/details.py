@@ -73,8 +73,8 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
         ("malformed.canonicalization", "vaara-v0: an args block names a canonicalization other than JCS."),
         ("malformed.projection_digest", "vaara-v0: `projectionDigest` does not match the projection."),
         ("signature.mismatch", "The signature does not verify over the signing input (V3, C1)."),
-        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
         ("internal.error", "A bug inside the verifier; it is logged and the call fails closed (V12)."),
+        ("gateway.not_a_request", "Gateway: a tools/call sent as a notification (no id); never forwarded."),
     )),
     (Reason.KEY_UNAVAILABLE, (
         ("alg.not_allowed", "The envelope's `alg` is not on the verifier's allowlist (K1)."),
@@ -91,7 +91,8 @@ _VERDICT_ROWS: tuple[tuple[Reason, tuple[tuple[str, str], ...]], ...] = (
     )),
     (Reason.TOOL_MISMATCH, (
         ("tool.not_in_plan", "No entry for this server names the called tool."),
-        ("gateway.tool_definition_changed", "Gateway pinning: the tool's definition differs from its pin."),
+        ("gateway.tool_definition_changed", "Gateway pinning: the tool's definition changed since it was "
+                                            "pinned; refused until an operator re-pins."),
     )),
     (Reason.NONCE_REPLAY, (
         ("nonce.replayed", "Every matching entry was already used."),
@@ -135,9 +136,10 @@ line, the gateway's ``cannot_sign`` answer and the audit record's
 
 GATEWAY_DETAILS: Final[Mapping[str, str]] = MappingProxyType(
     {
+        "call.ambiguous": "A tools/call whose own members (`name`, `arguments`, `_meta`, `attestation`, "
+        "`params`) repeat, or that is not strict JSON; refused unjudged.",
         "intent.not_utf8": "Issue mode: the X-MCP-Intent header is not UTF-8; nothing is signed.",
-        "intent.too_long": "Issue mode: the intent is longer than 4096 bytes; nothing is signed.",
-        "call.ambiguous": "A tools/call whose own JSON-RPC structure is ambiguous (e.g. repeated keys).",
+        "intent.too_long": "Issue mode: the intent exceeds 4096 UTF-8 bytes; nothing is signed.",
     }
 )
 """Details of gateway answers that are not verdicts (its log line and audit record carry them)."""

@@ -20,6 +20,8 @@ import orjson
 from mcp_attest.canonical import (
     MAX_ENVELOPE_BYTES,
     CanonicalizationError,
+    _reference_canonicalize,
+    _reference_parse_envelope,
     canonicalize,
     check_envelope_value,
     dumps_sorted,
@@ -221,7 +223,7 @@ class Envelope(NamedTuple):
             except orjson.JSONEncodeError:
                 whole = body = b""
             if body:
-                if len(whole) > MAX_ENVELOPE_BYTES:
+                if len(whole) > MAX_ENVELOPE_BYTES:  # before the schema, as the full C2 walk orders it
                     _bad("malformed.too_large", f"envelope exceeds {MAX_ENVELOPE_BYTES} bytes")
                 env = _typical(obj, max_ttl, body)
                 return env or Envelope(*cls.from_wire(obj, max_ttl=max_ttl)[:-1], body)
@@ -284,6 +286,25 @@ class Envelope(NamedTuple):
         if self.proven_input is not None:
             return self.proven_input
         return signing_input(self.wire)
+
+
+def _reference_envelope(obj: Mapping[str, Any], max_ttl: int) -> Envelope:
+    """``from_wire`` and the full JCS writer: what every fast path of this module must equal.
+
+    Shaped as a ``Verifier`` reader, so a verifier can run on it too.
+    """
+    body = {k: v for k, v in obj.items() if k != "signature"}
+    return Envelope.from_wire(obj, max_ttl=max_ttl)._replace(proven_input=_reference_canonicalize(body))
+
+
+def _reference_from_json(data: bytes, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
+    """``Envelope.from_json`` without a fast path: strict reader, schema check, full writer."""
+    return _reference_envelope(_c2(_reference_parse_envelope, data), max_ttl)
+
+
+def _reference_from_parsed(obj: Any, max_ttl: int = DEFAULT_MAX_TTL) -> Envelope:
+    """``Envelope.from_parsed`` without a fast path."""
+    return _reference_envelope(_c2(check_envelope_value, obj), max_ttl)
 
 
 def _c2(check: Callable[[Any], dict[str, Any]], value: Any) -> dict[str, Any]:
@@ -400,9 +421,11 @@ def _typical(obj: dict[str, Any], max_ttl: int, proven: bytes) -> Envelope | Non
         and _iat_ok(iat)
     ):
         return None
+    # Optional members are tested by presence, not by value: a member that is
+    # present as null is a type error (E1), which ``from_wire`` must name.
     capability, planner_ref = planner.get("requestedCapability"), planner.get("plannerRef")
-    if (capability is not None and not _ok(capability, 1 << 62)) or (
-        planner_ref is not None and not _ok(planner_ref, 1 << 62)
+    if ("requestedCapability" in planner and not _ok(capability, 1 << 62)) or (
+        "plannerRef" in planner and not _ok(planner_ref, 1 << 62)
     ):
         return None
     entries = []
@@ -419,10 +442,10 @@ def _typical(obj: dict[str, Any], max_ttl: int, proven: bytes) -> Envelope | Non
         ref: Any = call.get("argsRef")
         if not (_ok(name, _IDENT_LIMIT) and _ok(fingerprint, _IDENT_LIMIT)):
             return None
-        if projection is not None and not _ok(projection, 1 << 62):
+        if "argsProjection" in call and not _ok(projection, 1 << 62):
             return None
         args_ref = None
-        if ref is not None:
+        if "argsRef" in call:
             if type(ref) is not dict or len(ref) != 2:
                 return None
             uri: Any = ref.get("uri")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcp_attest import cli, demo
+from mcp_attest import _demo as demo
+from mcp_attest import cli
 from mcp_attest.audit import cli as audit_cli
 from mcp_attest.conformance import cli as vectors_cli
 from mcp_attest.gateway import cli as gateway_cli

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mcp_attest.conformance import generate as gen
-from mcp_attest.conformance.cases import CASES
-from mcp_attest.conformance.model import Case
+from mcp_attest.conformance._cases import CASES
+from mcp_attest.conformance._model import Case
 from mcp_attest.conformance.runner import run_v1
 from mcp_attest.keys import Keyring
 from shared_paths import REASONS

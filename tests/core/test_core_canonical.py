@@ -19,10 +19,9 @@ from mcp_attest import (
     Reason,
     Verifier,
     canonicalize,
-    canonicalize_arguments,
     parse_arguments,
 )
-from mcp_attest.canonical import parse_envelope_json
+from mcp_attest.canonical import canonicalize_arguments, parse_envelope_json
 from mcp_attest.envelope import signing_input
 
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

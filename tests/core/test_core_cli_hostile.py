@@ -1,4 +1,4 @@
-"""No CLI command prints a traceback for any input file (issue 11).
+"""No CLI command prints a traceback for any input file (issue 11); nor does the client.
 
 Every file a command reads is replaced, one at a time, by each hostile
 document below; the command must end with an exit code of the contract
@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 import pytest
 
-from mcp_attest import Issuer, Keyring, PlannedCall
+from mcp_attest import InMemoryReplayStore, Issuer, Keyring, PlannedCall, Verifier
+from mcp_attest.audit import AuditLog, SQLiteAuditBackend
 from mcp_attest.cli import main
 from mcp_attest.conformance.vaara_v0 import hash_only_projection
 
@@ -61,6 +62,7 @@ class World(NamedTuple):
     verify_keys: Path
     args: Path
     envelope: Path
+    audit: Path
     root: Path
 
 
@@ -73,8 +75,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     assert main([*keygen, "--public-out", str(verify_keys)]) == 0
     args.write_text('{"a": 1}')
     issuer = Issuer(Keyring.load(sign_keys), iss="agent://t", sub="u")
-    envelope.write_bytes(issuer.sign_plan([PlannedCall("t", {"a": 1}, SERVER)], intent="i").to_json())
-    return World(sign_keys, verify_keys, args, envelope, root)
+    signed = issuer.sign_plan([PlannedCall("t", {"a": 1}, SERVER)], intent="i")
+    envelope.write_bytes(signed.to_json())
+    audit = root / "audit.db"
+    verifier = Verifier(Keyring.load(verify_keys), SERVER, replay_store=InMemoryReplayStore())
+    verdict = verifier.verify(signed.to_json(), tool="t", arguments={"a": 1})
+    with AuditLog(SQLiteAuditBackend(str(audit))) as log:
+        log.append(verdict, tool="t", arguments={"a": 1}, envelope=signed.to_json())
+    return World(sign_keys, verify_keys, args, envelope, audit, root)
 
 
 def _sign(keys: Path, args: Path) -> list[str]:
@@ -123,7 +131,38 @@ COMMANDS: dict[str, Command] = {
         str(f),
     ],
     "audit verify": lambda w, f: ["audit", "verify", str(f)],
-    "audit verify --keys": lambda w, f: ["audit", "verify", str(w.root / "audit.db"), "--keys", str(f)],
+    "audit verify --keys": lambda w, f: ["audit", "verify", str(w.audit), "--unsigned", "--keys", str(f)],
+    "audit verify --checkpoint-keys": lambda w, f: [
+        "audit",
+        "verify",
+        str(w.audit),
+        "--checkpoint-keys",
+        str(f),
+    ],
+    "audit verify --witness": lambda w, f: [
+        "audit",
+        "verify",
+        str(w.audit),
+        "--unsigned",
+        "--witness",
+        str(f),
+    ],
+    "audit prove URL": lambda w, f: ["audit", "prove", str(f), "1"],
+    "audit consistency URL": lambda w, f: ["audit", "consistency", str(f), "1", "1"],
+    "audit check-proof PROOF": lambda w, f: [
+        "audit",
+        "check-proof",
+        str(f),
+        "--checkpoint-keys",
+        str(w.verify_keys),
+    ],
+    "audit check-proof --checkpoint-keys": lambda w, f: [
+        "audit",
+        "check-proof",
+        str(w.args),
+        "--checkpoint-keys",
+        str(f),
+    ],
     "audit export": lambda w, f: ["audit", "export", str(f)],
     "audit tail": lambda w, f: ["audit", "tail", str(f)],
     "gateway --config": lambda w, f: ["gateway", "--config", str(f)],
@@ -204,3 +243,21 @@ def test_vectors_run_never_crashes_on_a_hostile_bundle_file(
 def test_vaara_v0_projection_nested_past_the_stack_is_an_ordinary_projection() -> None:
     assert hash_only_projection("[" * DEEP + "]" * DEEP) is None
     assert hash_only_projection('{"digest": "sha256:ab"}') == "sha256:ab"
+
+
+@pytest.mark.parametrize("text", ["[" * DEEP + "]" * DEEP, f'{{"attestationError": true, "n": {HUGE}}}'])
+def test_client_reading_a_hostile_tool_result_is_not_a_rejection_and_does_not_crash(text: str) -> None:
+    """A server's error text nested past the stack (RecursionError) or with a 5000-digit integer."""
+    from mcp.types import CallToolResult, TextContent  # noqa: PLC0415 - the mcp extra
+
+    from mcp_attest.mcp.client import parse_rejection  # noqa: PLC0415
+
+    result = CallToolResult(content=[TextContent(type="text", text=text)], isError=True)
+    assert parse_rejection(result) is None
+
+
+def test_client_header_transport_skips_a_request_body_nested_past_the_stack() -> None:
+    from mcp_attest.mcp.client import _attestation_in_body  # noqa: PLC0415 - the mcp extra
+
+    assert _attestation_in_body(b"[" * DEEP + b"]" * DEEP) is None
+    assert _attestation_in_body(b"not json") is None

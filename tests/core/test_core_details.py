@@ -25,7 +25,7 @@ from mcp_attest.verifier import _Call
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "mcp_attest"
-NOT_EMITTERS = {SRC / "details.py", SRC / "conformance" / "cases.py"}
+NOT_EMITTERS = {SRC / "details.py", SRC / "conformance" / "_cases.py"}
 CODE = re.compile(r"[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*")
 FILE_NAME = re.compile(r".*\.(json|txt|toml|log|sqlite|bin|hex|pem|tmp)")
 NOT_CODES = {"http.disconnect"}  # an ASGI message type

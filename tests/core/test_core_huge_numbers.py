@@ -8,6 +8,7 @@ the CLI.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,17 @@ def test_cli_sign_and_verify_huge_integer_arguments(
     rejected = capsys.readouterr()
     assert "args_commitment_mismatch (args.not_canonicalizable)" in rejected.out
     assert rejected.err == ""
+
+
+def test_console_script_canonicalize_huge_integer_one_line(tmp_path: Path) -> None:
+    """Through the real entry point, where a logged or raised traceback would reach stderr."""
+    doc = tmp_path / "doc.json"
+    doc.write_text(f"[{_token(100_001)}]")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mcp_attest.cli", "canonicalize", str(doc)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (proc.returncode, proc.stdout) == (1, "")
+    assert proc.stderr.count("\n") == 1 and "args.not_canonicalizable" in proc.stderr

@@ -36,9 +36,9 @@ from mcp_attest import (
     SQLiteReplayStore,
     StoreUnavailableError,
     Verifier,
-    replay_key,
 )
 from mcp_attest.envelope import parse_iat
+from mcp_attest.replay import replay_key
 
 # -- R1 -------------------------------------------------------------------------
 

@@ -46,9 +46,9 @@ from mcp_attest import (
     algorithms,
     encode_header,
     generate_key,
-    replay_key,
 )
 from mcp_attest.envelope import b64url_encode, signing_input
+from mcp_attest.replay import replay_key
 from mcp_attest.transport import MAX_HEADER_CHARS
 from shared_paths import REASONS
 

@@ -1,7 +1,8 @@
 """A deliberately faulty stdio MCP server, for the gateway's fault tests.
 
 Tools: ``ok`` answers; ``crash`` exits mid-call; ``hang`` never answers;
-``garbage`` answers with a JSON object that is not JSON-RPC; ``progress``
+``garbage`` answers with a JSON object that is not JSON-RPC; ``huge``
+answers with one line over 64 MiB; ``progress``
 waits ``delay`` seconds, sends one progress notification whose message is
 its ``who`` argument, then answers. The ``ok`` tool's description comes
 from the file named by ``FLAKY_DESCRIPTION`` when it exists, so a test can
@@ -103,6 +104,8 @@ def serve() -> None:
                 os._exit(3)
             elif name == "garbage":
                 _write({"jsonrpc": "2.0", "id": request_id})
+            elif name == "huge":  # one line over the gateway's 64 MiB cap
+                _reply(request_id, {"content": [{"type": "text", "text": "x" * (64 * 1024 * 1024)}]})
             elif name != "hang":
                 _reply(request_id, {"content": [{"type": "text", "text": f"ok pid={os.getpid()}"}]})
         else:

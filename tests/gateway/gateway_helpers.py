@@ -8,6 +8,8 @@ them with the reason, since a laptop may be offline.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shlex
@@ -45,6 +47,16 @@ def _unavailable(why: str) -> None:
     pytest.skip(f"third-party MCP software unavailable (registry unreachable?): {why}")
 
 
+@contextlib.contextmanager
+def _install_lock() -> Iterator[None]:
+    """One installer at a time: test processes running side by side (pytest-xdist workers,
+    two builds' suites) share the cache, and two npm or pip runs in one folder corrupt it."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".install.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def _run(cmd: list[str], cwd: Path | None = None) -> None:
     done = subprocess.run(cmd, check=False, cwd=cwd, capture_output=True, text=True, timeout=600)
     if done.returncode != 0:
@@ -60,19 +72,20 @@ def third_party() -> ThirdParty:
     venv = CACHE / "time-venv"
     time_server = venv / "bin" / "mcp-server-time"
     try:
-        if not everything.exists():
-            if shutil.which("npm") is None:
-                raise RuntimeError("npm is not installed")
-            node_dir.mkdir(exist_ok=True)
-            if not (node_dir / "package.json").exists():
-                (node_dir / "package.json").write_text('{"name": "third-party", "private": true}\n')
-            _run(
-                ["npm", "install", "--no-audit", "--no-fund", "@modelcontextprotocol/server-everything"],
-                node_dir,
-            )
-        if not time_server.exists():
-            _run([PY, "-m", "venv", str(venv)])
-            _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "mcp-server-time"])
+        with _install_lock():
+            if not everything.exists():
+                if shutil.which("npm") is None:
+                    raise RuntimeError("npm is not installed")
+                node_dir.mkdir(exist_ok=True)
+                if not (node_dir / "package.json").exists():
+                    (node_dir / "package.json").write_text('{"name": "third-party", "private": true}\n')
+                _run(
+                    ["npm", "install", "--no-audit", "--no-fund", "@modelcontextprotocol/server-everything"],
+                    node_dir,
+                )
+            if not time_server.exists():
+                _run([PY, "-m", "venv", str(venv)])
+                _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "mcp-server-time"])
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(str(exc))
     return ThirdParty(everything=everything, time_server=time_server)
@@ -108,8 +121,11 @@ class NodeClients:
         return dict(json.loads(lines[-1]))
 
     @property
-    def inspector(self) -> list[str]:
-        return ["node", str(self.root / "node_modules/@modelcontextprotocol/inspector-cli/build/index.js")]
+    def inspector(self) -> tuple[list[str], Path]:
+        """The Inspector CLI's command, and the directory to run it in (it finds its own
+        package.json relative to the working directory)."""
+        build = self.root / "node_modules/@modelcontextprotocol/inspector-cli/build"
+        return ["node", str(build / "cli.js")], build
 
 
 @pytest.fixture(scope="session")
@@ -118,14 +134,15 @@ def node_clients() -> NodeClients:
     root = CACHE / "clients"
     marker = root / ("installed-" + "+".join(NPM_CLIENTS).replace("/", "_"))
     try:
-        if not marker.exists():
-            if shutil.which("npm") is None:
-                raise RuntimeError("npm is not installed")
-            root.mkdir(parents=True, exist_ok=True)
-            (CACHE / ".gitignore").write_text("*\n")
-            (root / "package.json").write_text('{"name": "clients", "private": true, "type": "module"}\n')
-            _run(["npm", "install", "--no-audit", "--no-fund", *NPM_CLIENTS], root)
-            marker.touch()
+        with _install_lock():
+            if not marker.exists():
+                if shutil.which("npm") is None:
+                    raise RuntimeError("npm is not installed")
+                root.mkdir(parents=True, exist_ok=True)
+                (CACHE / ".gitignore").write_text("*\n")
+                (root / "package.json").write_text('{"name": "clients", "private": true, "type": "module"}\n')
+                _run(["npm", "install", "--no-audit", "--no-fund", *NPM_CLIENTS], root)
+                marker.touch()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
         _unavailable(str(exc))
     for script in (HERE / "clients").glob("*.mjs"):

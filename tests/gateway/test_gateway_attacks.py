@@ -67,6 +67,12 @@ def _upstream(tmp_path: Path, **env: str) -> tuple[str, Path]:
     return tap(log, *command), log
 
 
+def _setup(hs_keys: Path, tmp_path: Path, *extra: str | Path, **env: str) -> tuple[list[str | Path], Path]:
+    """Gateway flags in front of the tapped faulty server, and the tap log."""
+    command, log = _upstream(tmp_path, **env)
+    return _flags(hs_keys, tmp_path, command, *extra), log
+
+
 def _flags(hs_keys: Path, tmp_path: Path, command: str, *extra: str | Path) -> list[str | Path]:
     return [
         "--keys",
@@ -175,8 +181,7 @@ def _refusal(reply: dict[str, Any]) -> dict[str, Any]:
 def test_notification_bypass_signed_tools_call_without_id_never_reaches_upstream(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any, stdio_gateway: Any
 ) -> None:
-    command, log = _upstream(tmp_path)
-    flags = _flags(hs_keys, tmp_path, command)
+    flags, log = _setup(hs_keys, tmp_path)
     stdio = stdio_gateway(*flags)
     stdio.send(_call(None, "ok", {"via": "stdio"}, _signed(issuer, "ok", {"via": "stdio"})))
     answer = stdio.next()
@@ -205,8 +210,7 @@ def test_notification_bypass_signed_tools_call_without_id_never_reaches_upstream
 def test_duplicate_inflight_id_is_refused_and_the_first_request_still_gets_its_answer(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any, stdio_gateway: Any
 ) -> None:
-    command, _ = _upstream(tmp_path)
-    flags = _flags(hs_keys, tmp_path, command, "--timeout", "3")
+    flags, _ = _setup(hs_keys, tmp_path, "--timeout", "3")
     stdio = stdio_gateway(*flags)
     stdio.send(_call(7, "hang", {}, _signed(issuer, "hang", {})))
     stdio.send(_call(7, "ok", {}, _signed(issuer, "ok", {})))
@@ -226,8 +230,8 @@ def test_duplicate_inflight_id_is_refused_and_the_first_request_still_gets_its_a
     assert dup.status_code == 409 and dup.json()["error"]["code"] == -32600, dup.text
     client.http.delete(client.url, headers={"mcp-session-id": client.sid})
     hung.join(10)
-    # the DELETE cancelled the hung call: its POST ends as an empty event stream, freed, not answered
-    assert answers and answers[0].status_code == 200 and "data:" not in answers[0].text
+    # the DELETE cancelled the hung call: its POST ends with no answer, and its state is freed
+    assert not hung.is_alive() and answers[0].status_code == 200 and "data:" not in answers[0].text
 
 
 # -- 8. progress hijack -----------------------------------------------------------------------------
@@ -240,8 +244,8 @@ def _sse_events(resp: httpx.Response) -> list[dict[str, Any]]:
 def test_progress_hijack_sessionless_clients_with_the_same_token_get_only_their_own_progress(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any
 ) -> None:
-    command, _ = _upstream(tmp_path)
-    gw = http_gateway(*_flags(hs_keys, tmp_path, command))
+    flags, _ = _setup(hs_keys, tmp_path)
+    gw = http_gateway(*flags)
     streams: dict[str, list[dict[str, Any]]] = {}
 
     def victim_or_thief(who: str, delay: float) -> None:
@@ -266,8 +270,8 @@ def test_progress_hijack_sessionless_clients_with_the_same_token_get_only_their_
 def test_progress_is_routed_back_with_the_clients_token_over_stdio(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, stdio_gateway: Any
 ) -> None:
-    command, log = _upstream(tmp_path)
-    stdio = stdio_gateway(*_flags(hs_keys, tmp_path, command))
+    flags, log = _setup(hs_keys, tmp_path)
+    stdio = stdio_gateway(*flags)
     args = {"who": "me", "delay": 0}
     stdio.send(_call(3, "progress", args, _signed(issuer, "progress", args), progressToken={"o": 1}))
     assert stdio.next()["error"]["code"] == -32602  # an object is no progress token
@@ -285,8 +289,7 @@ def test_progress_is_routed_back_with_the_clients_token_over_stdio(
 def test_stdio_listener_survives_list_and_object_ids_and_object_progress_tokens(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, stdio_gateway: Any, http_gateway: Any
 ) -> None:
-    command, log = _upstream(tmp_path)
-    flags = _flags(hs_keys, tmp_path, command)
+    flags, log = _setup(hs_keys, tmp_path)
     stdio = stdio_gateway(*flags)
     hostile = [
         {"jsonrpc": "2.0", "id": [1], "method": "ping"},
@@ -343,8 +346,7 @@ def _raw_attacks(issuer: Issuer) -> list[tuple[str, bytes]]:
 def test_raw_bytes_duplicate_keys_and_c3_numbers_are_rejected_not_forwarded(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any, stdio_gateway: Any
 ) -> None:
-    command, log = _upstream(tmp_path)
-    flags = _flags(hs_keys, tmp_path, command)
+    flags, log = _setup(hs_keys, tmp_path)
     stdio = stdio_gateway(*flags)
     client = Http(http_gateway(*flags).url)
     for i, (what, raw) in enumerate(_raw_attacks(issuer)):
@@ -393,8 +395,8 @@ def test_tool_pinning_bypass_by_listing_the_original_again_is_refused_and_audite
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any, stdio_gateway: Any
 ) -> None:
     description = tmp_path / "description.txt"
-    command, log = _upstream(tmp_path, FLAKY_DESCRIPTION=str(description), FLAKY_TWICE="1")
-    gw = http_gateway(*_flags(hs_keys, tmp_path, command, "--pin-tools"))
+    flags, log = _setup(hs_keys, tmp_path, "--pin-tools", FLAKY_DESCRIPTION=str(description), FLAKY_TWICE="1")
+    gw = http_gateway(*flags)
     first, second = Http(gw.url), Http(gw.url)
     first.post({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     description.write_text("now does something else entirely")
@@ -405,9 +407,15 @@ def test_tool_pinning_bypass_by_listing_the_original_again_is_refused_and_audite
     for client in (first, second):
         refusal = _refusal(client.post(_call(3, "ok", {}, _signed(issuer, "ok", {}))).json())
         assert refusal["reason"] == "tool_definition_changed", refusal
+    description.write_text("changed again")
+    stdio = stdio_gateway(*flags)  # same pin file: a changed and the original `ok` in one list
+    stdio.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
+    assert [t["name"] for t in stdio.next()["result"]["tools"]].count("ok") == 2
+    stdio.send(_call(2, "ok", {}, _signed(issuer, "ok", {})))
+    assert _refusal(stdio.next())["reason"] == "tool_definition_changed"
     assert received(log) == []
     pinned = [r for r in _records(tmp_path) if r["facts"].get("detail") == "gateway.tool_definition_changed"]
-    assert len(pinned) == 2 and pinned[0]["facts"]["reason"] == "tool_mismatch"
+    assert len(pinned) == 3 and pinned[0]["facts"]["reason"] == "tool_mismatch"
 
 
 # -- 5. audit growth ------------------------------------------------------------------------------------
@@ -416,8 +424,7 @@ def test_tool_pinning_bypass_by_listing_the_original_again_is_refused_and_audite
 def test_audit_growth_rejected_call_records_are_bounded(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any, stdio_gateway: Any
 ) -> None:
-    command, log = _upstream(tmp_path)
-    flags = _flags(hs_keys, tmp_path, command, "--max-body-bytes", str(8 * 1024 * 1024))
+    flags, log = _setup(hs_keys, tmp_path, "--max-body-bytes", str(8 * 1024 * 1024))
     client = Http(http_gateway(*flags).url)
     huge_envelope = {"v": 1, "junk": "x" * (1024 * 1024)}
     resp = client.post(_call(1, "n" * 100_000, {}, huge_envelope))
@@ -441,8 +448,8 @@ def test_audit_growth_rejected_call_records_are_bounded(
 def test_audit_growth_large_argument_array_rejected_at_v0_does_not_block_other_clients(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any
 ) -> None:
-    command, _ = _upstream(tmp_path)
-    gw = http_gateway(*_flags(hs_keys, tmp_path, command, "--max-body-bytes", str(8 * 1024 * 1024)))
+    flags, _ = _setup(hs_keys, tmp_path, "--max-body-bytes", str(8 * 1024 * 1024))
+    gw = http_gateway(*flags)
     bystander, attacker = Http(gw.url), Http(gw.url)
     floats = orjson.dumps(_call(1, "ok", {"x": [i + 0.5 for i in range(400_000)]}))
     assert len(floats) > 3_000_000

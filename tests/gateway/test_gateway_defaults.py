@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mcp_attest import InMemoryReplayStore, Keyring, generate_key
+from mcp_attest.gateway._policy import build_guard
 from mcp_attest.gateway.config import load_config
-from mcp_attest.gateway.policy import build_guard
 
 
 def _config(tmp_path: Path, verify_table: str) -> Path:

@@ -26,7 +26,7 @@ import orjson
 import pytest
 
 from mcp_attest import Issuer, Keyring, server_fingerprint
-from mcp_attest.gateway.h1 import H1Pool, RemoteProtocolError
+from mcp_attest.gateway._h1 import H1Pool, RemoteProtocolError
 from mcp_attest.transport import encode_header
 
 pytestmark = pytest.mark.slow
@@ -518,6 +518,10 @@ def test_regression_oversized_upstream_response_is_an_error(
     started = time.monotonic()
     reply = client.call("big", {}, _signed(issuer, "big", {}))
     assert "error" in reply and reply["error"]["code"] == -32002, str(reply)[:300]
+    assert (
+        reply["error"]["message"]
+        == f"upstream {NAME} answered with more than 67108864 bytes, the gateway's cap"
+    )
     assert time.monotonic() - started < 20
     _ok(client, issuer, "after-big")
     _ok(other, issuer, "other-after-big")

@@ -7,6 +7,7 @@ gateway on Linux) so per-address limits can be told from totals.
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from gateway_helpers import HERE, PY
+from gateway_helpers import HERE, PY, gateway_argv
 
 from mcp_attest import Issuer, Keyring, server_fingerprint
 
@@ -188,6 +189,14 @@ def test_slowloris_huge_header_and_connection_floods_are_cut(
         b"content-length: 100\r\n\r\n{"
     )
     idle = _connect(gw.port, "127.0.0.5")
+    with _connect(gw.port, "127.0.0.7") as whole:  # head and a 100 kB body in one write: no 431
+        pad = {"pad": "p" * 100_000}
+        message = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping", "params": pad})
+        whole.sendall(
+            b"POST /mcp HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\naccept: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(message), message)
+        )
+        assert whole.recv(65536).startswith(b"HTTP/1.1 200 ")
     flood = [_connect(gw.port, "127.0.0.6") for _ in range(21)]
     _ok(good, issuer)
     assert _closed_with(huge, 3).startswith(b"HTTP/1.1 431")
@@ -221,3 +230,39 @@ def test_limits_must_be_positive_numbers(hs_keys: Path, tmp_path: Path) -> None:
     toml.write_text("[limits]\nidle_timeout = 2\n[listen]\nmax_header_bytes = 4096\n")
     config = load_config(str(toml), base)
     assert config.limits.idle_timeout == 2 and config.connections.max_header_bytes == 4096
+
+
+def test_in_flight_flood_over_stdio_gets_a_json_rpc_error_with_its_id(
+    hs_keys: Path, tmp_path: Path, issuer: Issuer
+) -> None:
+    command = f"env FLAKY_LOG={tmp_path / 'calls.log'} {PY} {HERE / 'flaky_server.py'}"
+    argv = gateway_argv(
+        "--stdio", "--keys", hs_keys, "--upstream-cmd", command, "--name", "flaky",
+        "--state-dir", tmp_path / "state", "--max-in-flight", "1", "--timeout", "2",
+    )  # fmt: skip
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def send(message: Any) -> None:
+        assert proc.stdin is not None
+        proc.stdin.write(orjson.dumps(message) + b"\n")
+        proc.stdin.flush()
+
+    def call(rid: int, tool: str) -> dict[str, Any]:
+        env = issuer.sign(tool=tool, arguments={}, server_fingerprint=FP, intent="limits").to_wire()
+        params = {"name": tool, "arguments": {}, "_meta": {"attestation": env}}
+        return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
+
+    try:
+        send({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": INIT})
+        assert "result" in orjson.loads(proc.stdout.readline())
+        send(call(1, "hang"))
+        send(call(2, "ok"))
+        refused = orjson.loads(proc.stdout.readline())
+        assert refused["id"] == 2 and refused["error"]["code"] == -32003, refused
+        assert orjson.loads(proc.stdout.readline())["id"] == 1  # the hang times out
+        send(call(3, "ok"))
+        assert "ok pid=" in orjson.loads(proc.stdout.readline())["result"]["content"][0]["text"]
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)

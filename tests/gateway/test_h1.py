@@ -13,14 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from mcp_attest.gateway.h1 import (
+from mcp_attest.gateway._h1 import (
     ConnectError,
     H1Pool,
     LocalProtocolError,
     ReadTimeout,
     RemoteProtocolError,
 )
-from mcp_attest.gateway.http_link import _lines
+from mcp_attest.gateway._http_link import _lines
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -196,5 +196,121 @@ def test_sse_lines_split_anywhere() -> None:
     async def main() -> None:
         for size in range(1, len(stream) + 1):
             assert await split(size) == expected, size
+
+    _run(main())
+
+
+# -- framing and request-smuggling corpus (issue 10: h1.py kept, see docs/decisions.md) ----------
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+
+
+async def _answer_with(writes: list[bytes], pool: H1Pool) -> tuple[int, dict[str, str], bytes] | Exception:
+    """One POST to a server that answers with ``writes`` (pausing between them); then a second POST.
+
+    An empty write closes the connection. The second POST must get its own
+    answer: whatever the first answer left on the connection (or its
+    connection, if the client dropped it) must never be read as the next.
+    """
+    second = b'{"second":true}'
+    first = True
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal first
+        await _request(reader)
+        if first:
+            first = False
+            for data in writes:
+                if not data:
+                    return
+                writer.write(data)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+            if await _request(reader) is None:
+                return
+        writer.write(_OK + b"content-length: %d\r\n\r\n%s" % (len(second), second))
+        await writer.drain()
+        await _request(reader)
+
+    server, port, _ = await _serve(handler)
+    try:
+        try:
+            resp = await pool.post("127.0.0.1", port, "/", [], b"{}")
+            try:
+                result: tuple[int, dict[str, str], bytes] | Exception = (
+                    resp.status_code,
+                    resp.headers,
+                    await resp.read(),
+                )
+            finally:
+                resp.close()
+        except RemoteProtocolError as exc:
+            result = exc
+        again = await pool.post("127.0.0.1", port, "/", [], b"{}")
+        assert await again.read() == second
+        again.close()
+        return result
+    finally:
+        server.close()
+
+
+def _byte_by_byte(data: bytes) -> list[bytes]:
+    return [data[i : i + 1] for i in range(len(data))]
+
+
+SMUGGLING: list[tuple[str, list[bytes], bytes | None]] = [
+    # (case, what the server writes, the body a correct client reads; None: must be an error)
+    ("head split byte by byte", _byte_by_byte(_OK + b"content-length: 2\r\n\r\nok"), b"ok"),
+    ("head split at CR LF", [_OK + b"content-length: 2\r", b"\n\r", b"\nok"], b"ok"),
+    (
+        "chunked split mid size",
+        [_OK + b"transfer-encoding: chunked\r\n\r\n", b"2", b"\r\nok\r\n0\r\n\r\n"],
+        b"ok",
+    ),
+    (
+        "pipelined second answer",
+        [_OK + b"content-length: 2\r\n\r\nok" + _OK + b"content-length: 3\r\n\r\nbad"],
+        b"ok",
+    ),
+    (
+        "CL and TE both",
+        [_OK + b"content-length: 3\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
+        None,
+    ),
+    (
+        "TE and CL both",
+        [_OK + b"transfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n2\r\nok\r\n0\r\n\r\n"],
+        None,
+    ),
+    ("two different lengths", [_OK + b"content-length: 2\r\ncontent-length: 5\r\n\r\nokbad"], None),
+    ("length list", [_OK + b"content-length: 2, 5\r\n\r\nokbad"], None),
+    ("signed length", [_OK + b"content-length: +2\r\n\r\nok"], None),
+    # RFC 9112 6.3 would read these to the close; refusing them is stricter and never mis-frames
+    ("TE not chunked last", [_OK + b"transfer-encoding: chunked, identity\r\n\r\nok", b""], None),
+    ("TE obfuscated", [_OK + b"transfer-encoding: xchunked\r\n\r\n2\r\nok", b""], None),
+    ("bare LF line ends", [b"HTTP/1.1 200 OK\ncontent-length: 2\n\nok"], None),
+    ("bare LF inside the head", [_OK + b"x-a: 1\ncontent-length: 2\r\n\r\nok"], None),
+    ("obs-fold", [_OK + b"x-a: 1\r\n content-length: 5\r\ncontent-length: 2\r\n\r\nok"], None),
+    ("space before colon", [_OK + b"content-length : 2\r\n\r\nok"], None),
+    ("NUL in a header value", [_OK + b"x-a: a\0b\r\ncontent-length: 2\r\n\r\nok"], None),
+    ("chunk size overflow", [_OK + b"transfer-encoding: chunked\r\n\r\nffffffffffffffffff\r\nok\r\n"], None),
+    ("chunk without CRLF", [_OK + b"transfer-encoding: chunked\r\n\r\n2\r\nokX0\r\n\r\n"], None),
+    ("garbage status line", [b"HTTP/1.1 2OO OK\r\ncontent-length: 2\r\n\r\nok"], None),
+]
+
+
+@pytest.mark.parametrize(("case", "writes", "body"), SMUGGLING, ids=[c[0] for c in SMUGGLING])
+def test_framing_and_smuggling_corpus(case: str, writes: list[bytes], body: bytes | None) -> None:
+    async def main() -> None:
+        pool = H1Pool(timeout=5)
+        try:
+            got = await _answer_with(writes, pool)
+        finally:
+            await pool.aclose()
+        if body is None:
+            assert isinstance(got, RemoteProtocolError), (case, got)
+        else:
+            assert not isinstance(got, Exception), (case, got)
+            assert got[0] == 200 and got[2] == body, (case, got)
 
     _run(main())

@@ -44,7 +44,7 @@ def test_guard_with_audit_url_records_accepted_and_rejected_calls(
             (False, "nonce_replay"),
             (False, "attestation_required"),
         ]
-        assert log.verify(signing_ring).ok
+        assert log.verify(signing_ring).accepted
     assert (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

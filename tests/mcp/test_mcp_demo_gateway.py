@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_attest.demo import _check_audit, _wait_healthy, run
+from mcp_attest._demo import _check_audit, _wait_healthy, run
 
 EXPECTED = [
     "accepted",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mcp_attest import Keyring, generate_key
-from mcp_attest.demo import Row, _table, run
+from mcp_attest._demo import Row, _table, run
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import mcp_types as mt
 import pytest
-from conftest import ISS
+from _mcp_helpers import ISS
 from mcp import Client, MCPError
 from mcp.server import Server
 from mcp_test_servers import FINGERPRINT, FRAMEWORKS, build, client_target

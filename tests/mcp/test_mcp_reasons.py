@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from conftest import Case, stdio_params
+from _mcp_helpers import Case, stdio_params
 from mcp import Client
 from mcp_test_servers import FRAMEWORKS, build, client_target
 

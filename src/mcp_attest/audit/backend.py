@@ -63,6 +63,8 @@ class CheckpointSink(Protocol):
 class AuditBackend(CheckpointSink, Protocol):
     """Storage for one chain. Every method raises ``AuditUnavailableError`` on faults."""
 
+    remote: bool  # an append is a network round trip (and a server's flush)
+
     @property
     def chain_id(self) -> str:
         """Random id fixed when the chain was created; every record carries it."""
@@ -164,6 +166,7 @@ class GroupCommit(Generic[_In, _Out]):
         self._cond = threading.Condition()
         self._waiting: list[tuple[_In, _Slot[_Out]]] = []
         self._busy = False
+        self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
         slot: _Slot[_Out] = _Slot()
@@ -174,6 +177,7 @@ class GroupCommit(Generic[_In, _Out]):
             if slot.done:
                 return self._outcome(slot)
             self._busy = True
+            self.flushes += 1
             batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
         try:
             results = self._flush([i for i, _ in batch])

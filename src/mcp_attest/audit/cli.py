@@ -206,7 +206,7 @@ def _verify(log: AuditLog, args: argparse.Namespace, out: TextIO) -> int:
         out.write(orjson.dumps(report.to_dict()).decode() + "\n")
     else:
         out.write(_summary(report))
-    return 0 if report.ok else 1
+    return 0 if report.accepted else 1
 
 
 def _summary(report: ChainReport) -> str:

@@ -35,7 +35,7 @@ from mcp_attest.audit.record import (
 )
 from mcp_attest.canonical import CanonicalizationError, canonicalize
 from mcp_attest.keys import KeySource
-from mcp_attest.verdict import Verdict, format_rfc3339
+from mcp_attest.verdict import Verdict, format_rfc3339, no_truth_value
 
 __all__ = ["AuditLog", "BrokenRecord", "ChainReport"]
 
@@ -56,7 +56,11 @@ class BrokenRecord:
 
 @dataclass(frozen=True, slots=True)
 class ChainReport:
-    """The outcome of ``AuditLog.verify``; ``ok`` is the only verdict that matters."""
+    """The outcome of ``AuditLog.verify``; ``accepted`` is the only verdict that matters.
+
+    Named as on ``Verdict``, and like it refuses ``bool()``: a dataclass is
+    always true, so ``if log.verify():`` would pass a broken chain.
+    """
 
     location: str
     chain_id: str
@@ -70,15 +74,18 @@ class ChainReport:
     broken: BrokenRecord | None
     warnings: tuple[str, ...] = ()
 
+    def __bool__(self) -> bool:
+        raise no_truth_value(self)
+
     @property
-    def ok(self) -> bool:
+    def accepted(self) -> bool:
         """True when every link, checkpoint and checked envelope holds."""
         return self.broken is None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``audit verify --json`` document."""
         return {
-            "ok": self.ok,
+            "accepted": self.accepted,
             "location": self.location,
             "chainId": self.chain_id,
             "records": self.records,
@@ -157,6 +164,11 @@ class AuditLog:
     def location(self) -> str:
         """Where the chain lives, for messages."""
         return self.backend.location
+
+    @property
+    def remote(self) -> bool:
+        """True when an append waits on a network round trip (callers move it off an event loop)."""
+        return self.backend.remote
 
     # -- writing -----------------------------------------------------------
 

@@ -1,22 +1,24 @@
 """The fleet audit backend: one chain in PostgreSQL, appended to by many processes.
 
-Every append locks the single ``audit_head`` row (``SELECT ... FOR
-UPDATE``) before it reads the head, so writers on any number of hosts
-queue on that row and the chain can neither fork nor skip a seq; the
+Every append takes the chain's transaction-scoped advisory lock before it
+reads the head (the newest record), so writers on any number of hosts
+queue on that lock and the chain can neither fork nor skip a seq; the
 ``seq`` primary key would refuse a fork even if the lock were bypassed.
-A row lock is released by COMMIT or by the death of the session, so a
-writer killed mid-append never leaves the chain locked.
+The lock is released by COMMIT or by the death of the session, so a
+writer killed mid-append never leaves the chain locked. (Schema version 1
+kept the head in an ``audit_head`` row and updated it on every append;
+version 2 drops it: one write less per record.)
 
 Scaling past one lock: the lock is held for the server's CPU work only,
 never for a WAL flush. The ``audit_append_many`` procedure seals a batch
 of records under the lock and commits with ``synchronous_commit=off``
-(the lock is released at once), then commits a second, empty-but-real
-transaction synchronously: its flush covers the records, so the call
-returns only once they are durable, and concurrent writers' flushes are
-shared by PostgreSQL's WAL group flush instead of queueing behind the
-lock. A server crash between the two commits can lose only records whose
-append had not returned (never acknowledged), and always a suffix of the
-chain, since WAL is flushed in order. Within one process, concurrent
+(the lock is released at once), then commits a second transaction that
+writes one WAL message, synchronously: its flush covers the records, so
+the call returns only once they are durable, and concurrent writers'
+flushes are shared by PostgreSQL's WAL group flush instead of queueing
+behind the lock. A server crash between the two commits can lose only
+records whose append had not returned (never acknowledged), and always a
+suffix of the chain, since WAL is flushed in order. Within one process, concurrent
 appends are batched (group commit): whoever finds no batch in flight
 takes every waiting draft and writes them in one call.
 
@@ -63,6 +65,44 @@ __all__ = ["DEFAULT_SCHEMA", "PostgresAuditBackend"]
 
 DEFAULT_SCHEMA = "mcp_attest"
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
+# is held without waiting for a WAL flush; the second commit makes the batch
+# durable. It must write WAL of its own: PostgreSQL commits a transaction that
+# wrote none (an xid alone) without flushing.
+_APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
+            p_prefix text[], p_recorded_at text[], p_suffix text[], p_ts double precision[],
+            p_sub text[], p_tool text[], p_reason text[],
+            INOUT first_seq bigint DEFAULT NULL, INOUT first_prev text DEFAULT NULL,
+            INOUT hashes text[] DEFAULT NULL)
+        LANGUAGE plpgsql AS $fn$
+        DECLARE
+            h_seq bigint;
+            h_hash text;
+            body text;
+        BEGIN
+            PERFORM set_config('synchronous_commit', 'off', true);
+            PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
+            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+                h_seq := 0;
+                h_hash := repeat('0', 64);
+            END IF;
+            first_seq := h_seq + 1;
+            first_prev := h_hash;
+            hashes := '{{}}';
+            FOR i IN 1 .. coalesce(array_length(p_prefix, 1), 0) LOOP
+                h_seq := h_seq + 1;
+                body := p_prefix[i] || '"prevHash":"' || h_hash || '","recordedAt":"' || p_recorded_at[i]
+                    || '","seq":' || h_seq || p_suffix[i];
+                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
+                hashes := hashes || h_hash;
+                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
+                    VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
+            END LOOP;
+            COMMIT;
+            PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
+        END
+        $fn$"""
 _MIGRATIONS: Sequence[Sequence[str]] = (
     (
         "CREATE TABLE {s}.audit_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -93,39 +133,12 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     ),
     (
         "DROP FUNCTION {s}.audit_append(text, text, text, double precision, text, text, text)",
-        # Seals drafts exactly as RecordDraft.seal does (see chain_members). The
-        # lock is held without waiting for a WAL flush; the second, synchronous
-        # commit (txid_current gives it a commit record) makes the batch durable.
-        """CREATE PROCEDURE {s}.audit_append_many(p_prefix text[], p_recorded_at text[], p_suffix text[],
-            p_ts double precision[], p_sub text[], p_tool text[], p_reason text[],
-            INOUT first_seq bigint DEFAULT NULL, INOUT first_prev text DEFAULT NULL,
-            INOUT hashes text[] DEFAULT NULL)
-        LANGUAGE plpgsql AS $fn$
-        DECLARE
-            h_seq bigint;
-            h_hash text;
-            body text;
-        BEGIN
-            PERFORM set_config('synchronous_commit', 'off', true);
-            SELECT h.seq, h.hash INTO h_seq, h_hash FROM {s}.audit_head h WHERE h.id = 1 FOR UPDATE;
-            first_seq := h_seq + 1;
-            first_prev := h_hash;
-            hashes := '{{}}';
-            FOR i IN 1 .. coalesce(array_length(p_prefix, 1), 0) LOOP
-                h_seq := h_seq + 1;
-                body := p_prefix[i] || '"prevHash":"' || h_hash || '","recordedAt":"' || p_recorded_at[i]
-                    || '","seq":' || h_seq || p_suffix[i];
-                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
-                hashes := hashes || h_hash;
-                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
-                    VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
-            END LOOP;
-            UPDATE {s}.audit_head SET seq = h_seq, hash = h_hash WHERE id = 1;
-            COMMIT;
-            PERFORM txid_current();
-        END
-        $fn$""",
+        "DROP TABLE {s}.audit_head",
+        _APPEND_MANY,
     ),
+    # Version 2 as first released committed the second transaction without
+    # writing WAL, so PostgreSQL did not flush it: replace the procedure.
+    (_APPEND_MANY,),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -138,6 +151,8 @@ class PostgresAuditBackend:
     ``create=False`` opens an existing chain without creating or
     migrating anything (what ``verify`` and ``export`` want).
     """
+
+    remote = True
 
     def __init__(
         self,
@@ -159,8 +174,8 @@ class PostgresAuditBackend:
         self._q = {
             name: sql.SQL(text).format(s=s)
             for name, text in {
-                "append": "CALL {s}.audit_append_many(%s, %s, %s, %s, %s, %s, %s)",
-                "head": "SELECT seq, hash FROM {s}.audit_head WHERE id = 1",
+                "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
+                "head": "SELECT seq, hash FROM {s}.audit_records ORDER BY seq DESC LIMIT 1",
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
                 "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
@@ -291,7 +306,7 @@ class PostgresAuditBackend:
             )
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-        found = self._run(lambda conn: conn.execute(self._q["append"], columns).fetchone())
+        found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
         if found is None:  # pragma: no cover - CALL always returns its INOUT row
             raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
         seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])

@@ -57,6 +57,8 @@ class SQLiteAuditBackend:
     append promises.
     """
 
+    remote = False
+
     def __init__(
         self,
         path: str | os.PathLike[str],

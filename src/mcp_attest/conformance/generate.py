@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mcp_attest.algorithms import ES256Key, HS256Key, Key, RS256Key
-from mcp_attest.conformance.cases import CASES
-from mcp_attest.conformance.model import (
+from mcp_attest.conformance._cases import CASES
+from mcp_attest.conformance._model import (
     BUCKETS,
     DEFAULT_ARGS,
     DROP,
@@ -50,7 +50,7 @@ from mcp_attest.conformance.model import (
     Expect,
     fixed_nonce,
 )
-from mcp_attest.conformance.readme import README
+from mcp_attest.conformance._readme import README
 from mcp_attest.keys import Keyring
 
 __all__ = ["PINS_FILE", "build_bundle", "generate", "main"]

@@ -6,7 +6,7 @@ upstream, ``issue`` mode signs calls for clients that cannot. Entry point:
 :func:`mcp_attest.gateway.cli.main`.
 """
 
-from mcp_attest.gateway.app import Gateway
+from mcp_attest.gateway._app import Gateway
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
 
 __all__ = ["ConfigError", "Gateway", "GatewayConfig", "load_config"]

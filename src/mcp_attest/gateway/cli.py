@@ -22,13 +22,13 @@ from typing import Any
 import uvicorn
 
 from mcp_attest._cli import Parser, UsageError, usage_failure
-from mcp_attest.gateway.app import Gateway
+from mcp_attest.gateway._app import Gateway
+from mcp_attest.gateway._http import HttpListener
+from mcp_attest.gateway._logs import announce
+from mcp_attest.gateway._logs import configure as configure_logging
+from mcp_attest.gateway._stdio import serve_stdio
+from mcp_attest.gateway._stdio_link import kill_all
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, load_config
-from mcp_attest.gateway.http import HttpListener
-from mcp_attest.gateway.logs import announce
-from mcp_attest.gateway.logs import configure as configure_logging
-from mcp_attest.gateway.stdio import serve_stdio
-from mcp_attest.gateway.stdio_link import kill_all
 
 __all__ = ["main"]
 
@@ -190,7 +190,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 def _guarded(config: GatewayConfig, gateway: Gateway) -> type[asyncio.Protocol]:
     """The HTTP protocol with connection limits; without httptools, h11 bounds only the head size."""
-    from mcp_attest.gateway.connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
+    from mcp_attest.gateway._connections import ConnectionLimits, guarded_protocol  # noqa: PLC0415
 
     c = config.connections
     limits = ConnectionLimits(

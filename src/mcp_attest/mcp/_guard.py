@@ -15,8 +15,10 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import anyio
 from mcp_types import CallToolResult, TextContent
 
 from mcp_attest import (
@@ -87,8 +89,18 @@ def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook
     the call (fail closed): no record, no execution.
     """
 
+    remote = bool(getattr(audit, "remote", False))  # PostgreSQL: a round trip and a flush
+
     async def record(verdict: Verdict, call: ToolCall) -> None:
-        audit.append(verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope)
+        work = partial(
+            audit.append, verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope
+        )
+        # Off the event loop when the append waits on the network, so other
+        # calls go on (and concurrent appends share the log's commit).
+        if remote:
+            await anyio.to_thread.run_sync(work)
+        else:
+            work()
         if then is not None:
             outcome = then(verdict, call)
             if inspect.isawaitable(outcome):

@@ -76,7 +76,7 @@ def parse_rejection(result: CallToolResult) -> tuple[Reason, str | None] | None:
         return None
     try:
         body = json.loads(block.text)
-    except ValueError:
+    except (ValueError, RecursionError):  # a server's text may nest past the stack
         return None
     if not isinstance(body, dict) or body.get("attestationError") is not True:
         return None
@@ -125,7 +125,7 @@ class HeaderFromMeta(httpx2.Auth):
 def _attestation_in_body(body: bytes) -> Mapping[str, Any] | None:
     try:
         message = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return None

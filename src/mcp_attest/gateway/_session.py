@@ -14,8 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from mcp_attest.gateway.channel import Channel
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._channel import Channel
+from mcp_attest.gateway._jsonrpc import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     LIMIT_REACHED,
@@ -27,9 +27,9 @@ from mcp_attest.gateway.jsonrpc import (
     is_response,
     valid_id,
 )
-from mcp_attest.gateway.logs import log_verdict
-from mcp_attest.gateway.policy import Decision, Route
-from mcp_attest.gateway.rawcall import AmbiguousCallError, call_inputs
+from mcp_attest.gateway._logs import log_verdict
+from mcp_attest.gateway._policy import Decision, Route
+from mcp_attest.gateway._rawcall import AmbiguousCallError, call_inputs
 from mcp_attest.verdict import Reason
 
 __all__ = ["GatewaySession", "Sink"]

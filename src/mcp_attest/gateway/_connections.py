@@ -16,7 +16,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway._metrics import Metrics
 
 __all__ = ["ConnectionLimits", "guarded_protocol"]
 
@@ -87,12 +87,14 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
+            # Counted after parsing: a chunk that completes the head may carry the body too
+            # (one write of head and body is common), so only chunks after which a head is
+            # still incomplete count. One chunk is at most the loop's read size.
+            super().data_received(data)
             if self._in_head:
                 self._head_bytes += len(data)
                 if self._head_bytes > limits.max_header_bytes:
                     self._refuse(431, "http_header_too_large")
-                    return
-            super().data_received(data)
 
         def on_message_begin(self) -> None:
             super().on_message_begin()

@@ -25,8 +25,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.types import Receive, Scope, Send
 
 from mcp_attest import HEADER_NAME
-from mcp_attest.gateway.app import Gateway, LimitReachedError
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._app import Gateway, LimitReachedError
+from mcp_attest.gateway._jsonrpc import (
     INVALID_REQUEST,
     LIMIT_REACHED,
     PARSE_ERROR,
@@ -38,8 +38,9 @@ from mcp_attest.gateway.jsonrpc import (
     reencodable,
     valid_id,
 )
-from mcp_attest.gateway.policy import Route
-from mcp_attest.gateway.session import GatewaySession
+from mcp_attest.gateway._link import UpstreamStartError
+from mcp_attest.gateway._policy import Route
+from mcp_attest.gateway._session import GatewaySession
 
 __all__ = ["HttpListener"]
 
@@ -195,18 +196,18 @@ class HttpListener:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _TooLargeError
         chunks, size = [], 0
-        while True:
-            async with asyncio.timeout(self.config.connections.body_timeout):
+        async with asyncio.timeout(self.config.connections.body_timeout):  # the whole body, not per part
+            while True:
                 event = await receive()
-            if event["type"] == "http.disconnect":
-                raise ClientDisconnect
-            chunk = event.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _TooLargeError
-            chunks.append(chunk)
-            if not event.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                if event["type"] == "http.disconnect":
+                    raise ClientDisconnect
+                chunk = event.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLargeError
+                chunks.append(chunk)
+                if not event.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def _read_message(
         self, first: dict[str, str], receive: Receive
@@ -271,6 +272,9 @@ class HttpListener:
                 downstream.session = await self.gateway.stateless_session(route, downstream.sink)
         except LimitReachedError as exc:
             return _rpc_error(503, LIMIT_REACHED, str(exc), message.get("id"))
+        except UpstreamStartError as exc:
+            self.gateway.metrics.error("upstream_down")
+            return _rpc_error(502, UPSTREAM_UNAVAILABLE, str(exc), message.get("id"))
         except (OSError, TimeoutError) as exc:
             self.gateway.metrics.error("upstream_down")
             why = f"upstream {route.name} unavailable: {type(exc).__name__}"
@@ -445,8 +449,7 @@ class HttpListener:
                 if session is not None and now - session.last_used > idle and not downstream.waiters:
                     self._forget(sid)
                     self.gateway.metrics.refusal("idle_session_closed")
-                    if downstream.stream is not None:
-                        downstream.stream.put_nowait(_END)
+                    downstream.end()  # no request is open; its GET stream, if any, ends
                     with contextlib.suppress(Exception):
                         await session.close()
 

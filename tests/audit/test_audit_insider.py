@@ -25,9 +25,11 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import (
+
+from _servers import (
     INSIDER_CALLS,
     ISSUER,
+    PG_URL,
     SRC,
     WORKERS,
     Chain,
@@ -36,8 +38,6 @@ from _evidence_helpers import (
     require_server,
     sqlite_chain,
 )
-from conftest import PG_URL
-
 from mcp_attest import Keyring, canonicalize, generate_key
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
 from mcp_attest.audit.cli import main

@@ -10,11 +10,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from mcp_attest.gateway.jsonrpc import Message
+from mcp_attest.errors import Error
+from mcp_attest.gateway._jsonrpc import Message
 
-__all__ = ["Link", "OnMessage", "nothing"]
+__all__ = ["Link", "OnMessage", "UpstreamStartError", "nothing"]
 
 OnMessage = Callable[[Any, tuple[int, ...]], Awaitable[None]]
+
+
+class UpstreamStartError(Error):
+    """An upstream that could not be started; the message names the command and the OS error."""
 
 
 class Link(Protocol):

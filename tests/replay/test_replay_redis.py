@@ -7,9 +7,10 @@ import time
 
 import pytest
 import redis
-from _evidence_helpers import SERVER, Decisions, ThrowawayRedis
 
-from mcp_attest import Reason, ReplayStore, StoreUnavailableError, Verifier, replay_key
+from _servers import SERVER, Decisions, ThrowawayRedis
+from mcp_attest import Reason, ReplayStore, StoreUnavailableError, Verifier
+from mcp_attest.replay import replay_key
 from mcp_attest.replay.redis import DEFAULT_PREFIX, RedisReplayStore
 from mcp_attest.stores import open_replay_store
 

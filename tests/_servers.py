@@ -1,4 +1,4 @@
-"""Helpers shared by the evidence tests: server gating, a private Redis, worker processes."""
+"""Helpers for tests against real servers: PostgreSQL and Redis gating, a private Redis, worker processes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,10 @@ from mcp_attest import Issuer, Keyring, Verdict, Verifier, generate_key
 from mcp_attest.audit import AuditLog
 from mcp_attest.stores import open_audit_log
 
-WORKERS = Path(__file__).with_name("_evidence_workers.py")
-SRC = Path(__file__).parents[2] / "src"
+PG_URL = os.environ.get("MCP_ATTEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("MCP_ATTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+WORKERS = Path(__file__).with_name("_workers.py")
+SRC = Path(__file__).parents[1] / "src"
 
 
 def require_server(name: str, probe: Callable[[], object]) -> None:
@@ -96,7 +98,7 @@ class ThrowawayRedis:
 
 @dataclass
 class Worker:
-    """One ``_evidence_workers.py`` process, started and gated by ``start_workers``."""
+    """One ``_workers.py`` process, started and gated by ``start_workers``."""
 
     process: subprocess.Popen[str]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import sqlite3
@@ -11,8 +12,8 @@ from typing import Any
 
 import orjson
 import pytest
-from _evidence_helpers import Decisions
 
+from _servers import Decisions
 from mcp_attest import Keyring, canonicalize, generate_key
 from mcp_attest.audit import AuditConfigError, AuditUnavailableError
 from mcp_attest.audit.cli import main
@@ -275,3 +276,103 @@ def test_gateway_checkpoint_settings_from_file_and_flags(tmp_path: Path) -> None
     config.write_text(config.read_text().replace("every = 10", "every = 0"))
     with pytest.raises(ConfigError, match="every must be >= 1"):
         load_config(str(config))
+
+
+def test_gateway_keys_its_audit_log_and_labels_metrics_with_the_thumbprint(tmp_path: Path) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from mcp_attest.gateway._app import Gateway  # noqa: PLC0415
+
+    keys = tmp_path / "keys.json"
+    Keyring().with_key("iss", generate_key("HS256", "k")).save(keys, private=True)
+    overrides = {"keys": str(keys), "stdio": True, "state_dir": str(tmp_path / "state")}
+    overrides["upstream"] = {"command": ["true"], "fingerprint": "fp"}
+    gateway = Gateway(load_config(None, overrides))
+    assert gateway.checkpoint_key is not None
+    thumbprint, public = gateway.checkpoint_key
+    assert public == str(tmp_path / "state" / "audit-checkpoint-key.jwks.json")
+    assert (
+        f'mcp_attest_gateway_audit_checkpoint_key_info{{thumbprint="{thumbprint}"}} 1'
+        in gateway.metrics.render()
+    )
+    asyncio.run(gateway.close())
+    with open_audit_log(str(tmp_path / "state" / "audit.sqlite"), create=False) as log:
+        assert log.verify(checkpoint_keys=load_checkpoint_keys(public)).accepted
+
+
+def test_gateway_with_a_postgres_log_shares_commits_between_concurrent_calls(
+    tmp_path: Path, pg_log_url: str
+) -> None:
+    """A PostgreSQL append waits on the network and a flush: off the event loop, calls share a commit."""
+    import asyncio  # noqa: PLC0415
+
+    from mcp_attest import Issuer  # noqa: PLC0415
+    from mcp_attest.gateway._app import Gateway  # noqa: PLC0415
+    from mcp_attest.gateway._rawcall import CallInputs  # noqa: PLC0415
+
+    ring = Keyring().with_key("iss", generate_key("HS256", "k"))
+    keys = tmp_path / "keys.json"
+    ring.save(keys, private=True)
+    overrides = {"keys": str(keys), "stdio": True, "state_dir": str(tmp_path / "s"), "audit": pg_log_url}
+    overrides["upstream"] = {"command": ["true"], "fingerprint": "fp"}
+    gateway = Gateway(load_config(None, overrides))
+    route = next(iter(gateway.routes.values()))
+    issuer = Issuer(ring, iss="iss", sub="agent")
+    calls = []
+    for i in range(32):
+        args = {"i": i}
+        env = issuer.sign(tool="t", arguments=args, server_fingerprint="fp", intent="x").to_wire()
+        calls.append(({"name": "t", "arguments": args}, CallInputs(env, args)))
+
+    async def go() -> list[Any]:
+        return await asyncio.gather(*(route.decide(p, {}, inputs) for p, inputs in calls))
+
+    decisions = asyncio.run(go())
+    assert all(d.reply is None for d in decisions)  # every call forwarded
+    backend = gateway.audit.backend  # type: ignore[union-attr]
+    assert backend._batch.flushes < 32  # some calls shared a commit
+    asyncio.run(gateway.close())
+    with open_audit_log(pg_log_url, create=False) as log:
+        records = list(log.records())
+        assert len(records) == 32 and all(r.facts["accepted"] for r in records)
+
+
+def test_guard_with_a_postgres_log_records_off_the_event_loop(
+    tmp_path: Path, pg_log_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio  # noqa: PLC0415
+
+    from mcp_attest import Issuer  # noqa: PLC0415
+    from mcp_attest.mcp import AttestationGuard  # noqa: PLC0415
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    ring = Keyring().with_key("iss", generate_key("HS256", "k"))
+    guard = AttestationGuard.from_keyring(ring, server_fingerprint="fp", audit=pg_log_url)
+    env = Issuer(ring, iss="iss", sub="a").sign(tool="t", arguments={}, server_fingerprint="fp", intent="x")
+    loop_thread = threading.get_ident()
+    appended_in: list[int] = []
+
+    async def go() -> None:
+        verdicts = await asyncio.gather(
+            *(guard.check("t", {}, {"attestation": env.to_wire()}) for _ in range(2))
+        )
+        assert sorted(v.accepted for v in verdicts) == [False, True]  # one is a replay
+
+    import mcp_attest.audit.log as log_module  # noqa: PLC0415
+
+    real_append = log_module.AuditLog.append
+
+    opened: list[Any] = []
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        appended_in.append(threading.get_ident())
+        opened.append(self)
+        return real_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(log_module.AuditLog, "append", spy)
+    asyncio.run(go())
+    assert len(appended_in) == 2 and loop_thread not in appended_in
+    opened[0].close()  # what the guard's exit hook does, before the test's schema goes
+    atexit.unregister(opened[0].close)
+    with open_audit_log(pg_log_url, create=False) as log:
+        assert sorted(r.facts["accepted"] for r in log.records()) == [False, True]

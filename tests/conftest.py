@@ -1,4 +1,4 @@
-"""Real PostgreSQL and Redis for the evidence tests, each test isolated.
+"""Real PostgreSQL and Redis for every test that needs them, each test isolated.
 
 Every test gets its own PostgreSQL schema or Redis key prefix and removes
 it afterwards, so the tests share the servers with anything else running.
@@ -6,7 +6,6 @@ it afterwards, so the tests share the servers with anything else running.
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -15,10 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from _evidence_helpers import ThrowawayRedis, free_port, require_server
 
-PG_URL = os.environ.get("MCP_ATTEST_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("MCP_ATTEST_TEST_REDIS", "redis://127.0.0.1:6379/0")
+from _servers import PG_URL, REDIS_URL, ThrowawayRedis, free_port, require_server
 
 
 @pytest.fixture(scope="session")

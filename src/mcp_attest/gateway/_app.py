@@ -23,16 +23,16 @@ from mcp_attest.audit.custody import public_jwks_path, state_key_path
 from mcp_attest.audit.log import AuditLog
 from mcp_attest.audit.record import AuditError
 from mcp_attest.errors import Error
-from mcp_attest.gateway.channel import Channel
+from mcp_attest.gateway._channel import Channel
+from mcp_attest.gateway._h1 import H1Pool
+from mcp_attest.gateway._http_link import HttpLink
+from mcp_attest.gateway._link import Link
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway._pins import PinStore
+from mcp_attest.gateway._policy import AuditSink, Route, build_guard, build_issuer
+from mcp_attest.gateway._session import GatewaySession, Sink
+from mcp_attest.gateway._stdio_link import StdioLink
 from mcp_attest.gateway.config import ConfigError, GatewayConfig, UpstreamConfig
-from mcp_attest.gateway.h1 import H1Pool
-from mcp_attest.gateway.http_link import HttpLink
-from mcp_attest.gateway.link import Link
-from mcp_attest.gateway.metrics import Metrics
-from mcp_attest.gateway.pins import PinStore
-from mcp_attest.gateway.policy import AuditSink, Route, build_guard, build_issuer
-from mcp_attest.gateway.session import GatewaySession, Sink
-from mcp_attest.gateway.stdio_link import StdioLink
 from mcp_attest.replay import ReplayStore
 from mcp_attest.stores import open_keyed_audit_log, open_replay_store
 

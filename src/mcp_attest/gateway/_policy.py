@@ -22,11 +22,11 @@ import orjson
 
 from mcp_attest import CAPABILITY, HEADER_NAME, META_KEY, Issuer, Keyring, Verdict, Verifier, VerifierPolicy
 from mcp_attest.canonical import MAX_ENVELOPE_BYTES, CanonicalizationError, parse_arguments
+from mcp_attest.gateway._jsonrpc import Message, gateway_error_result
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway._pins import PinStore
+from mcp_attest.gateway._rawcall import CallInputs
 from mcp_attest.gateway.config import GatewayConfig, UpstreamConfig
-from mcp_attest.gateway.jsonrpc import Message, gateway_error_result
-from mcp_attest.gateway.metrics import Metrics
-from mcp_attest.gateway.pins import PinStore
-from mcp_attest.gateway.rawcall import CallInputs
 from mcp_attest.mcp import AttestationGuard
 from mcp_attest.replay import ReplayStore
 from mcp_attest.transport import encode_header
@@ -113,6 +113,10 @@ class Route:
         self.guard = guard
         self.issuer = issuer
         self.audit = audit
+        # An audit append that waits on a network round trip and a disk flush
+        # (PostgreSQL) must not stall the event loop; off the loop, concurrent
+        # calls also share the log's group commit.
+        self._audit_off_loop = bool(getattr(audit, "remote", False))
         self.pins = pins
 
     @property
@@ -181,7 +185,8 @@ class Route:
                 return self.refuse(tool, Reason.TOOL_MISMATCH, "gateway.tool_definition_changed", why)
         if self.guard is not None:
             work = partial(self._judge, tool, inputs, headers.get(HEADER_NAME.lower()))
-            verdict = await asyncio.to_thread(work) if inputs.size > _OFF_LOOP_BYTES else work()
+            off_loop = self._audit_off_loop or inputs.size > _OFF_LOOP_BYTES
+            verdict = await asyncio.to_thread(work) if off_loop else work()
             return self._decision(verdict, params, headers)
         if self.issuer is not None:
             return self._sign(tool, args, params, headers)

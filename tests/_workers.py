@@ -8,8 +8,9 @@ on stdin (so all workers start together), then works:
 * ``claim URL KEYS SEED``: claims replay keys 0..KEYS-1 in a shuffled order
   and prints one JSON line ``{"won": [...], "errors": n}``;
 * ``append URL COUNT``: appends COUNT records and prints each acknowledged
-  seq on its own line, flushed, as soon as ``append`` returns (the crash
-  test kills the worker mid-burst and checks every printed seq);
+  record's attestation id on its own line, flushed, as soon as ``append``
+  returns (the crash test kills the worker mid-burst and checks every
+  printed one); ids, not seqs, since a queued append has no seq yet;
 * ``guard URL KEYS FINGERPRINT``: a guard built with default settings
   (``from_keyring(audit=URL)``) decides the insider scenario's calls, then
   the process exits cleanly, as a server shutting down would.
@@ -71,15 +72,15 @@ def append(url: str, count: int, worker: int) -> None:
             tool_call_index=0,
             args_binding=ArgsBinding.IDENTITY,
         )
-        record = log.append(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
-        out.write(f"{record.seq}\n")
+        log.append(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
+        out.write(f"{verdict.attestation_id}\n")
         out.flush()
     log.close()
     print("done", flush=True)
 
 
 def guard(url: str, keys: str, fingerprint: str) -> None:
-    from _evidence_helpers import insider_calls  # noqa: PLC0415 - only this command needs it
+    from _servers import insider_calls  # noqa: PLC0415 - only this command needs it
 
     ring = Keyring.load(keys)
     checker = AttestationGuard.from_keyring(ring, server_fingerprint=fingerprint, audit=url)

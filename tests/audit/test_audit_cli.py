@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _evidence_helpers import Decisions
 
+from _servers import Decisions
 from mcp_attest import Keyring, generate_key
 from mcp_attest.audit import CheckpointSigner
 from mcp_attest.audit.cli import main
@@ -55,7 +55,7 @@ def test_cli_audit_verify_ok_text_and_json(
     assert "checkpoints: 2 (signatures checked)" in out and "envelopes re-verified: 9" in out
     code, out, _ = _run(capsys, "verify", str(logged["path"]), "--json", "--unsigned")
     report = json.loads(out)
-    assert code == 0 and report["ok"] and report["records"] == 9 and report["broken"] is None
+    assert code == 0 and report["accepted"] and report["records"] == 9 and report["broken"] is None
     assert report["checkpointSignaturesChecked"] is False and report["warnings"]
 
 

@@ -9,10 +9,10 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
+from mcp_attest.gateway._jsonrpc import Message, dumps, parse_message
+from mcp_attest.gateway._link import OnMessage, UpstreamStartError, nothing
+from mcp_attest.gateway._metrics import Metrics
 from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.jsonrpc import Message, dumps, parse_message
-from mcp_attest.gateway.link import OnMessage, nothing
-from mcp_attest.gateway.metrics import Metrics
 
 __all__ = ["StdioLink"]
 
@@ -90,6 +90,8 @@ class StdioLink:
         self._task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
         self._replaying = False
+        self._start_error: str | None = None
+        self._why_down: str | None = None
         self.starts = 0
 
     async def start(self) -> None:
@@ -105,6 +107,9 @@ class StdioLink:
         except BaseException:
             await self.close()
             raise
+        if self._start_error is not None:
+            await self.close()
+            raise UpstreamStartError(self._start_error)
 
     async def _spawn(self) -> asyncio.subprocess.Process:
         env = {**os.environ, **dict(self.config.env)}
@@ -127,9 +132,13 @@ class StdioLink:
             try:
                 self._proc = await self._spawn()
             except OSError as exc:
-                logger.error(
-                    "upstream %s: cannot start %s: %s", self.config.name, self.config.command[0], exc
-                )
+                # The program only: its arguments may hold secrets, and this text reaches clients.
+                why = f"cannot start {self.config.command[0]}: {exc.strerror or exc}"
+                logger.error("upstream %s %s", self.config.name, why)
+                if self.starts == 0:  # never came up: the client is told at once (start raises)
+                    self._start_error = f"upstream {self.config.name} {why}"
+                    self._ready.set()
+                    return
                 await self.on_down(f"cannot be started ({exc.strerror or exc})")
             else:
                 self.starts += 1
@@ -146,7 +155,8 @@ class StdioLink:
                 if self._closed:
                     return
                 logger.warning("upstream %s exited with code %s; restarting", self.config.name, code)
-                await self.on_down(f"exited (code {code})")
+                await self.on_down(self._why_down or f"exited (code {code})")
+                self._why_down = None
             if time.monotonic() - started > 10 * self.max_backoff:
                 backoff = 0.2
             await asyncio.sleep(backoff)
@@ -161,6 +171,7 @@ class StdioLink:
                 logger.error(
                     "upstream %s wrote a line over %d bytes; restarting it", self.config.name, _MAX_LINE
                 )
+                self._why_down = f"sent a message over {_MAX_LINE} bytes, the gateway's cap; restarted"
                 proc.kill()
                 break
             if not line:

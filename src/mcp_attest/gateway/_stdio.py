@@ -11,6 +11,7 @@ others are read on a thread and written directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import stat
@@ -21,16 +22,19 @@ from typing import Any, Protocol
 
 import orjson
 
-from mcp_attest.gateway.app import Gateway
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._app import Gateway
+from mcp_attest.gateway._jsonrpc import (
     INVALID_REQUEST,
     PARSE_ERROR,
+    UPSTREAM_UNAVAILABLE,
     Message,
     dumps,
     error_response,
     reencodable,
+    valid_id,
 )
-from mcp_attest.gateway.session import GatewaySession
+from mcp_attest.gateway._link import UpstreamStartError
+from mcp_attest.gateway._session import GatewaySession, Sink
 
 __all__ = ["serve_stdio"]
 
@@ -117,7 +121,12 @@ async def serve_stdio(gateway: Gateway) -> None:
         await writer.drain()
 
     route = gateway.route(gateway.config.stdio_upstream)
-    session = await gateway.open_session(route, sink)
+    try:
+        session = await gateway.open_session(route, sink)
+    except UpstreamStartError as exc:
+        gateway.metrics.error("upstream_down")
+        await _refuse_all(reader, sink, str(exc))
+        return
     try:
         while True:
             try:
@@ -149,6 +158,15 @@ async def serve_stdio(gateway: Gateway) -> None:
                 await sink(refusal, ())
     finally:
         await session.close()
+
+
+async def _refuse_all(reader: _Lines, sink: Sink, why: str) -> None:
+    """No upstream: every request (``initialize`` first) gets the reason at once, until stdin ends."""
+    while line := await reader.readline():
+        with contextlib.suppress(orjson.JSONDecodeError):
+            message = orjson.loads(line)
+            if isinstance(message, dict) and "method" in message and valid_id(message.get("id")):
+                await sink(error_response(message["id"], UPSTREAM_UNAVAILABLE, why), ())
 
 
 async def _drain(session: GatewaySession) -> None:

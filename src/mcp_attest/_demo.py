@@ -262,7 +262,7 @@ def _write_gateway_config(root: Path, workdir: Path) -> Path:
     Written as a file rather than passed as flags because the file is what
     a deployment uses, and ``args_binding`` has no flag.
     """
-    upstream = [sys.executable, "-m", "mcp_attest.demo", "--serve-upstream", str(workdir)]
+    upstream = [sys.executable, "-m", "mcp_attest._demo", "--serve-upstream", str(workdir)]
     path = root / "gateway.toml"
     path.write_text(
         "\n".join(
@@ -367,8 +367,8 @@ def _check_audit(root: Path, calls: int, log: Path, checkpoint_keys: Path) -> tu
     except ValueError:
         why = done.stderr.strip() or done.stdout.strip()
         return False, f"audit chain: mcp-attest audit verify failed: {why}"
-    ok = done.returncode == 0 and report["ok"] and report["records"] == calls
-    state = "intact" if report["ok"] else f"BROKEN at record {report['broken']['seq']}"
+    ok = done.returncode == 0 and report["accepted"] and report["records"] == calls
+    state = "intact" if report["accepted"] else f"BROKEN at record {report['broken']['seq']}"
     return ok, (
         f"audit chain: {state}, {report['records']} records for {calls} calls, "
         f"{report['envelopesVerified']} envelopes re-verified (mcp-attest audit verify)"

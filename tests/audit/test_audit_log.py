@@ -15,10 +15,10 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from _evidence_helpers import Chain, Decisions, pg_chain, sqlite_chain
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _servers import Chain, Decisions, pg_chain, sqlite_chain
 from mcp_attest import ArgsBinding, Keyring, Reason, Verdict, canonicalize, generate_key
 from mcp_attest.audit import (
     AuditConfigError,
@@ -31,6 +31,7 @@ from mcp_attest.audit import (
 )
 from mcp_attest.audit.record import GENESIS_HASH, RecordDraft, record_hash
 from mcp_attest.stores import open_audit_log
+from mcp_attest.verdict import format_rfc3339
 
 CP_ISSUER = "audit@test"
 
@@ -81,9 +82,8 @@ def test_audit_record_holds_facts_digest_and_envelope_never_arguments(
 ) -> None:
     verdict, wire = decisions.accepted(q="secret plans", token="s3cr3t")
     with chain.open() as log:
-        record = log.append(
-            verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire
-        )
+        log.append(verdict, tool="search", arguments={"q": "secret plans", "token": "s3cr3t"}, envelope=wire)
+        (record,) = log.records()
     assert record.seq == 1 and record.body["prevHash"] == GENESIS_HASH
     assert record.facts == verdict.to_dict()
     assert record.tool == "search" and record.envelope == wire
@@ -120,7 +120,7 @@ def test_audit_record_survives_what_jcs_cannot_write(tmp_path: Path) -> None:
             "unparsed": True
         }
         assert log.append(verdict, tool="t", arguments=None, envelope='{"a": 1}').body["envelope"] == {"a": 1}
-        assert log.verify().ok
+        assert log.verify().accepted
 
 
 _json = st.recursive(
@@ -211,7 +211,7 @@ def test_audit_checkpoints_every_n_and_on_close(chain: Chain, decisions: Decisio
     with chain.open(create=False) as reader:
         assert [seq for seq, _ in reader.backend.checkpoints()] == [10, 20, 25]
         report = reader.verify(decisions.keyring, checkpoint_keys=public)
-    assert report.ok, report.broken
+    assert report.accepted, report.broken
     assert report.checkpoints == 3 and report.checkpoint_signatures_checked
     assert report.envelopes_verified == 25
     assert report.warnings == ()
@@ -220,13 +220,15 @@ def test_audit_checkpoints_every_n_and_on_close(chain: Chain, decisions: Decisio
 def test_audit_verify_warns_what_it_could_not_check(chain: Chain, decisions: Decisions, cp_key: Any) -> None:
     with _filled(chain, decisions, 3) as log:
         report = log.verify()
-        assert report.ok and report.envelopes_verified == 0
+        assert report.accepted and report.envelopes_verified == 0
         assert any("no checkpoints" in w for w in report.warnings)
     signer, _ = cp_key
-    with chain.open(checkpoint_signer=signer, checkpoint_every=2) as log:
-        decisions.fill(log, 2)  # checkpoint at 4, then seq 5
+    with chain.open(checkpoint_signer=signer) as log:
+        decisions.fill(log, 2)
+        assert log.checkpoint() == 5
+        decisions.fill(log, 1)
         report = log.verify()
-        assert any("5..5 are after the last checkpoint" in w for w in report.warnings)
+        assert any("6..6 are after the last checkpoint" in w for w in report.warnings)
         assert any("signatures not checked" in w for w in report.warnings)
 
 
@@ -265,7 +267,7 @@ def test_audit_checkpoint_signer_needs_a_private_key(tmp_path: Path) -> None:
 def _broken(chain: Chain, decisions: Decisions | None = None, checkpoint_keys: Keyring | None = None) -> Any:
     with chain.open(create=False) as log:
         report = log.verify(None if decisions is None else decisions.keyring, checkpoint_keys=checkpoint_keys)
-    assert not report.ok
+    assert not report.accepted
     return report.broken
 
 
@@ -331,7 +333,7 @@ def test_tamper_delete_the_tail_without_checkpoints_is_only_a_warning(
     chain.sql("DELETE FROM records WHERE seq > 9")
     with chain.open(create=False) as log:
         report = log.verify()
-    assert report.ok and report.head_seq == 9
+    assert report.accepted and report.head_seq == 9
     assert any("truncated tail would go unnoticed" in w for w in report.warnings)
 
 
@@ -439,7 +441,7 @@ def test_audit_reopen_continues_the_same_chain(chain: Chain, decisions: Decision
     with chain.open() as log:
         assert log.backend.chain_id == first
         decisions.fill(log, 2)
-        assert log.backend.head()[0] == 5 and log.verify().ok
+        assert log.verify().accepted and log.backend.head()[0] == 5
 
 
 def test_audit_readers_never_create_a_log(tmp_path: Path, pg_url: str, pg_schema: str) -> None:
@@ -484,8 +486,9 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
         args = {"q": "weather"}
         with pytest.raises(AuditUnavailableError):
             log.append(verdict, tool="search", arguments=args, envelope=wire)
-        assert log.append(verdict, tool="search", arguments=args, envelope=wire).seq == 3
-        assert log.verify().ok
+        log.append(verdict, tool="search", arguments=args, envelope=wire)
+        assert [r.seq for r in log.records()] == [1, 2, 3]
+        assert log.verify().accepted
         assert log.location.startswith("postgresql://postgres@127.0.0.1:5432/test?schema=t_")
     assert "postgresql (schema" in log.location
 
@@ -527,7 +530,7 @@ def test_audit_empty_log_has_nothing_to_checkpoint(tmp_path: Path, cp_key: Any) 
     with open_audit_log(str(tmp_path / "a.db"), checkpoint_signer=cp_key[0]) as log:
         assert log.checkpoint() is None
         report = log.verify()
-        assert report.ok and report.records == 0 and report.head_hash == GENESIS_HASH
+        assert report.accepted and report.records == 0 and report.head_hash == GENESIS_HASH
 
 
 def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisions: Decisions) -> None:
@@ -537,6 +540,74 @@ def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisio
     for i in range(6):
         decisions.fill(first if i % 3 else second, 2)
     assert [r.seq for r in first.records()] == list(range(1, 13))
-    assert first.verify().ok
+    assert first.verify().accepted
     first.close()
     second.close()
+
+
+def test_audit_postgres_schema_v1_log_migrates_and_continues(
+    pg_url: str, pg_log_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """A log written by the head-row version (schema 1) keeps its records and grows under version 2."""
+    from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - the one place that knows v1
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{pg_schema}"')
+        conn.execute(f'CREATE TABLE "{pg_schema}".schema_version (version integer)')
+        for stmt in _MIGRATIONS[0]:
+            conn.execute(psycopg.sql.SQL(stmt).format(s=psycopg.sql.Identifier(pg_schema)))
+        conn.execute(f'INSERT INTO "{pg_schema}".schema_version VALUES (1)')
+        conn.execute(f"INSERT INTO \"{pg_schema}\".audit_meta VALUES ('chain_id', 'c1')")
+        verdict, wire = decisions.accepted()
+        draft = RecordDraft.build(
+            verdict, chain_id="c1", tool="search", arguments={"q": "weather"}, envelope=wire
+        )
+        row = conn.execute(
+            f'SELECT * FROM "{pg_schema}".audit_append(%s, %s, %s, %s, %s, %s, %s)',
+            (
+                draft.prefix.decode(),
+                format_rfc3339(1e9),
+                draft.suffix.decode(),
+                1e9,
+                draft.sub,
+                draft.tool,
+                None,
+            ),
+        ).fetchone()
+        assert row is not None and row[0] == 1
+    with open_audit_log(pg_log_url) as log:
+        decisions.fill(log, 2)
+        report = log.verify(decisions.keyring)
+        assert [r.seq for r in log.records()] == [1, 2, 3] and report.accepted, report.broken
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        version = conn.execute(f'SELECT version FROM "{pg_schema}".schema_version').fetchone()
+        source = conn.execute(
+            "SELECT prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proname = 'audit_append_many'",
+            (pg_schema,),
+        ).fetchone()
+    assert version == (3,) and source is not None and "pg_logical_emit_message" in source[0]
+
+
+def test_audit_postgres_append_waits_for_the_wal_flush(
+    pg_url: str, pg_log_url: str, decisions: Decisions
+) -> None:
+    """Regression: an xid-only second commit was committed without a flush, so appends were not durable."""
+    with open_audit_log(pg_log_url) as log, psycopg.connect(pg_url, autocommit=True) as conn:
+        decisions.fill(log, 1)
+        before = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+        decisions.fill(log, 40)
+        for stmt in ("SELECT pg_stat_force_next_flush()", "SELECT 1"):  # publish the writer's WAL stats now
+            log.backend._run(lambda c, stmt=stmt: c.execute(stmt))  # type: ignore[attr-defined]
+        after = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
+    assert before is not None and after is not None
+    assert after[0] - before[0] >= 20  # about one flush per append (was 0-1 for 40)
+
+
+def test_chain_report_has_no_truth_value(tmp_path: Path) -> None:
+    """``if log.verify():`` must not pass a broken chain: the report refuses bool()."""
+    with AuditLog(SQLiteAuditBackend(str(tmp_path / "a.db"))) as log:
+        report = log.verify()
+    with pytest.raises(TypeError, match=r"ChainReport has no truth value: read its \.accepted field"):
+        bool(report)
+    assert report.accepted and report.to_dict()["accepted"] is True

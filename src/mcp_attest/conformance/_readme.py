@@ -30,7 +30,7 @@ from the pinned keys in `keys/`, fixed times and nonces (no randomness except
 ECDSA, see below). Signing inputs and argument commitments are written with
 the `rfc8785` package, not with mcp-attest's own canonicalizer. Expected
 verdicts are declared by hand in the case catalogue
-(`src/mcp_attest/conformance/cases.py`), never computed by the verifier
+(`src/mcp_attest/conformance/_cases.py`), never computed by the verifier
 under test. `MANIFEST.json` lists the SHA-256 of every file.
 License: Apache-2.0.
 

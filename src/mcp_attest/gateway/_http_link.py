@@ -10,9 +10,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.h1 import MAX_BODY, H1Pool, RemoteProtocolError, UpstreamHTTPError
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._h1 import MAX_BODY, AnswerTooLargeError, H1Pool, UpstreamHTTPError
+from mcp_attest.gateway._jsonrpc import (
     INTERNAL_ERROR,
     UPSTREAM_UNAVAILABLE,
     Message,
@@ -20,8 +19,9 @@ from mcp_attest.gateway.jsonrpc import (
     error_response,
     parse_message,
 )
-from mcp_attest.gateway.link import OnMessage, nothing
-from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway._link import OnMessage, nothing
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway.config import UpstreamConfig
 
 __all__ = ["HttpLink"]
 
@@ -87,15 +87,15 @@ class HttpLink:
                 await self._post_httpx(message, extra, request_id, related)
         except (httpx.HTTPError, UpstreamHTTPError) as exc:
             if request_id is not None:
-                self.metrics.error("upstream_http")
-                await self.on_message(
-                    error_response(
-                        request_id,
-                        UPSTREAM_UNAVAILABLE,
-                        f"upstream {self.config.name} unreachable: {type(exc).__name__}",
-                    ),
-                    related,
+                self.metrics.error(
+                    "upstream_too_large" if isinstance(exc, AnswerTooLargeError) else "upstream_http"
                 )
+                why = (
+                    f"upstream {self.config.name} answered with more than {MAX_BODY} bytes, the gateway's cap"
+                    if isinstance(exc, AnswerTooLargeError)
+                    else f"upstream {self.config.name} unreachable: {type(exc).__name__}"
+                )
+                await self.on_message(error_response(request_id, UPSTREAM_UNAVAILABLE, why), related)
 
     def _answered(self, headers: Mapping[str, str], status: int) -> bool:
         """Note the session the upstream assigned; True when the answer is an SSE stream."""
@@ -243,7 +243,7 @@ async def _capped(chunks: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
     async for chunk in chunks:
         limit -= len(chunk)
         if limit < 0:
-            raise RemoteProtocolError("response body too large")
+            raise AnswerTooLargeError(f"response body over {MAX_BODY} bytes")
         yield chunk
 
 

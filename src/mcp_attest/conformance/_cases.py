@@ -20,7 +20,7 @@ from typing import Any
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from mcp_attest.conformance.model import (
+from mcp_attest.conformance._model import (
     DEFAULT_ARGS,
     DROP,
     IAT_EPOCH,

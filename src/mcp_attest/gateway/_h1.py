@@ -80,6 +80,10 @@ class LocalProtocolError(UpstreamHTTPError):
     pass
 
 
+class AnswerTooLargeError(RemoteProtocolError):
+    """A well-formed answer over the cap: said as such, so nobody hunts for a network fault."""
+
+
 _BAD_HEADER_BYTES = (b"\r", b"\n", b"\x00")
 MAX_BODY = 64 * 1024 * 1024  # one answer, as received; the stdio link's line limit
 _USER_AGENT = b"mcp-attest-gateway"
@@ -233,7 +237,12 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             error = cause if isinstance(cause, RemoteProtocolError) else exc
-            self.response._fail(RemoteProtocolError(f"malformed HTTP response: {error}"))
+            failure = (
+                cause
+                if isinstance(cause, AnswerTooLargeError)
+                else RemoteProtocolError(f"malformed HTTP response: {error}")
+            )
+            self.response._fail(failure)
             self.abort()
 
     def eof_received(self) -> bool | None:
@@ -285,7 +294,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         assert self.response is not None
         if not self.response._feed(body):
-            raise RemoteProtocolError(f"response body over {self.pool.max_body} bytes")
+            raise AnswerTooLargeError(f"response body over {self.pool.max_body} bytes")
 
     def on_message_complete(self) -> None:
         assert self.response is not None

@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mcp_attest.gateway.config import UpstreamConfig
-from mcp_attest.gateway.jsonrpc import (
+from mcp_attest.gateway._jsonrpc import (
     INTERNAL_ERROR,
     UPSTREAM_TIMEOUT,
     UPSTREAM_UNAVAILABLE,
@@ -28,8 +27,9 @@ from mcp_attest.gateway.jsonrpc import (
     is_request,
     is_response,
 )
-from mcp_attest.gateway.link import Link
-from mcp_attest.gateway.metrics import Metrics
+from mcp_attest.gateway._link import Link
+from mcp_attest.gateway._metrics import Metrics
+from mcp_attest.gateway.config import UpstreamConfig
 
 __all__ = ["Channel", "Peer"]
 
