@@ -15,7 +15,6 @@ __all__ = [
     "AttestationRejectedError",
     "Reason",
     "Verdict",
-    "accepted_verdict",
     "format_rfc3339",
 ]
 
@@ -129,48 +128,6 @@ class Verdict(NamedTuple):
             "detail": self.detail if include_detail else None,
         }
         return orjson.dumps(body).decode()
-
-
-def accepted_verdict(
-    *,
-    verified_at: float,
-    verifier_fingerprint: str,
-    attestation_id: str | None,
-    iss: str,
-    sub: str,
-    secret_version: str,
-    alg: str,
-    tool_call_index: int,
-    args_binding: ArgsBinding,
-    unknown_fields: tuple[str, ...],
-    projection_binding: ArgsBinding | None,
-) -> Verdict:
-    """The verdict of an attested call, built from a tuple in one C call.
-
-    Calling the class runs the interpreted ``__new__`` that namedtuple
-    generates, keyword parsing included: a measurable share of a whole
-    HS256 verify. The tuple follows ``Verdict``'s field order, which a
-    test pins against the keyword form.
-    """
-    return tuple.__new__(
-        Verdict,
-        (
-            True,
-            None,
-            None,
-            verified_at,
-            verifier_fingerprint,
-            attestation_id,
-            iss,
-            sub,
-            secret_version,
-            alg,
-            tool_call_index,
-            args_binding,
-            unknown_fields,
-            projection_binding,
-        ),
-    )
 
 
 class AttestationRejectedError(Error):

@@ -20,7 +20,7 @@ from mcp_attest import ArgsBinding, Envelope, Key, Verdict
 from mcp_attest.algorithms import _der_signature
 from mcp_attest.canonical import canonicalize
 from mcp_attest.envelope import lower_hex_bytes
-from mcp_attest.verdict import accepted_verdict
+from mcp_attest.verifier import _accepted_verdict
 
 
 def test_accepted_verdict_matches_the_keyword_constructor_field_by_field() -> None:
@@ -37,7 +37,7 @@ def test_accepted_verdict_matches_the_keyword_constructor_field_by_field() -> No
         "unknown_fields": ("/x",),
         "projection_binding": ArgsBinding.REDACTED,
     }
-    fast = accepted_verdict(**fields)
+    fast = _accepted_verdict(**fields)
     slow = Verdict(accepted=True, reason=None, detail=None, **fields)
     assert type(fast) is Verdict
     assert fast._asdict() == slow._asdict()
