@@ -379,21 +379,27 @@ def _ts_stdio(node_clients: NodeClients, hs_keys: Path, tmp_path: Path, **flaky:
     return node_clients.run({"command": argv[0], "args": argv[1:], "env": env})
 
 
+def _assert_reaped(pid: int, found: dict[str, Any], what: str, *, grace: float) -> None:
+    """``pid`` is gone within ``grace`` seconds and the client's close was quick; killed if not."""
+    try:
+        deadline = time.monotonic() + grace
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(pid), f"the gateway left {what} running"
+        assert found["closeMs"] < 1900, found  # the gateway exited before the client had to SIGTERM it
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_desktop_close_reaps_an_upstream_that_ignores_eof_and_sigterm(
     node_clients: NodeClients, hs_keys: Path, tmp_path: Path
 ) -> None:
     found = _ts_stdio(node_clients, hs_keys, tmp_path, FLAKY_EXIT_DELAY="30", FLAKY_IGNORE_TERM="1")
     assert found["connected"] is True and "ok" in found["tools"]
     [upstream] = _pids(tmp_path)
-    try:
-        deadline = time.monotonic() + 1.0  # the client returned: the gateway has exited, or is about to
-        while _alive(upstream) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(upstream), "the gateway left its upstream running"
-        assert found["closeMs"] < 1900, found  # the gateway exited before the client had to SIGTERM it
-    finally:
-        if _alive(upstream):
-            os.kill(upstream, signal.SIGKILL)
+    # the client returned: the gateway has exited, or is about to
+    _assert_reaped(upstream, found, "its upstream", grace=1.0)
 
 
 def test_desktop_close_reaps_server_everything(
@@ -412,12 +418,7 @@ def test_desktop_close_reaps_server_everything(
     found = node_clients.run({"command": argv[0], "args": argv[1:]})
     assert found["connected"] is True and "echo" in found["tools"]
     [everything] = _pids(tmp_path)
-    try:
-        assert not _alive(everything), "the gateway left server-everything running"
-        assert found["closeMs"] < 1900, found  # the gateway exited before the client had to SIGTERM it
-    finally:
-        if _alive(everything):
-            os.kill(everything, signal.SIGKILL)
+    _assert_reaped(everything, found, "server-everything", grace=0.0)
 
 
 def test_desktop_close_is_well_under_a_second_for_a_well_behaved_upstream(
