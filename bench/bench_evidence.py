@@ -101,6 +101,17 @@ def _append_fn(log: AuditLog, distinct: int = 1) -> Callable[[], AuditRecord]:
     return append
 
 
+def _submit_fn(log: AuditLog, distinct: int = 1) -> Callable[[], None]:
+    """What the guard and the gateway call: durable on return, sealed by a sequencer."""
+    decisions = itertools.cycle(_decisions(distinct))
+
+    def submit() -> None:
+        verdict, wire = next(decisions)
+        log.submit(verdict, tool="archive_file", arguments=ARGS, envelope=wire)
+
+    return submit
+
+
 def bench_sqlite(n: int, tmp: str) -> dict[str, tuple[float, float]]:
     log = open_audit_log(os.path.join(tmp, "audit.db"))
     append = _append_fn(log)
@@ -161,16 +172,21 @@ def _scratch_backend(schema: str) -> Any:
 
 
 def _writer(kind: str, schema: str, count: int, text: str, barrier: Any, out: Any) -> None:
+    """One writer process; its time ends when its last record is sealed (``close`` seals the queue)."""
     append: Callable[[], object]
-    if kind == "chain":
-        append = _append_fn(open_audit_log(f"{PG}?schema={schema}", checkpoint_interval=0), count)
-    else:
+    finish: Callable[[], object]
+    if kind == "bare":
         conn = psycopg.connect(PG, autocommit=True)
         stmt = f'INSERT INTO "{schema}".bare_mw (body) VALUES (%s)'
-        append = lambda: conn.execute(stmt, (text,))  # noqa: E731
+        append, finish = (lambda: conn.execute(stmt, (text,))), conn.close
+    else:
+        log = open_audit_log(f"{PG}?schema={schema}", checkpoint_interval=0)
+        append = (_submit_fn if kind == "submit" else _append_fn)(log, count)
+        finish = log.close
     barrier.wait()
     for _ in range(count):
         append()
+    finish()
     out.put(time.perf_counter())
 
 
@@ -193,7 +209,7 @@ def _throughput(kind: str, schema: str, writers: int, count: int, text: str) -> 
 def _threads(schema: str, threads: int, count: int) -> tuple[float, float]:
     """(appends/s, appends per commit) for one process with ``threads`` concurrent appenders."""
     log = open_audit_log(f"{PG}?schema={schema}", checkpoint_interval=0)
-    append = _append_fn(log, threads * count)
+    append = _submit_fn(log, threads * count)
     go = threading.Barrier(threads + 1)
 
     def work() -> None:
@@ -204,14 +220,14 @@ def _threads(schema: str, threads: int, count: int) -> tuple[float, float]:
     pool = [threading.Thread(target=work) for _ in range(threads)]
     for t in pool:
         t.start()
-    flushes = log.backend._batch.flushes
+    flushes = log.backend._queue.flushes
     go.wait()
     start = time.perf_counter()
     for t in pool:
         t.join()
-    elapsed = time.perf_counter() - start
-    shared = threads * count / (log.backend._batch.flushes - flushes)
+    shared = threads * count / (log.backend._queue.flushes - flushes)
     log.close()
+    elapsed = time.perf_counter() - start
     return threads * count / elapsed, shared
 
 
@@ -221,16 +237,18 @@ def bench_scale(count: int, base: str, rounds: int) -> dict[str, Any]:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'CREATE TABLE "{schema}".bare_mw (seq bigserial PRIMARY KEY, body text)')
     text = _record_text(schema)
-    chain, bare = [], []
+    chain, inline, bare = [], [], []
     for _ in range(rounds):
-        chain.append(_throughput("chain", schema, 8, count, text))
+        chain.append(_throughput("submit", schema, 8, count, text))
         bare.append(_throughput("bare", schema, 8, count, text))
+        inline.append(_throughput("append", schema, 8, count, text))
     rate, shared = _threads(schema, 64, max(count // 8, 20))
     with open_audit_log(f"{PG}?schema={schema}", create=False) as log:
         report = log.verify()
     return {
         "chain, 8 writer processes": max(chain),
         "plain INSERT, 8 writer processes": max(bare),
+        "chain, 8 processes, inline append": max(inline),
         "chain, 1 process x 64 threads": rate,
         "shared": shared,
         "rounds": (chain, bare),
@@ -248,6 +266,7 @@ def _print_scale(scale: dict[str, Any], markdown: bool) -> None:
     for label in (
         "chain, 8 writer processes",
         "plain INSERT, 8 writer processes",
+        "chain, 8 processes, inline append",
         "chain, 1 process x 64 threads",
     ):
         rate = scale[label]

@@ -7,10 +7,12 @@ on stdin (so all workers start together), then works:
 
 * ``claim URL KEYS SEED``: claims replay keys 0..KEYS-1 in a shuffled order
   and prints one JSON line ``{"won": [...], "errors": n}``;
-* ``append URL COUNT``: appends COUNT records and prints each acknowledged
-  record's attestation id on its own line, flushed, as soon as ``append``
-  returns (the crash test kills the worker mid-burst and checks every
-  printed one); ids, not seqs, since a queued append has no seq yet;
+* ``append URL COUNT WORKER`` (or ``submit ...``): records COUNT decisions
+  with ``AuditLog.append`` (or ``submit``, queued on PostgreSQL) and prints
+  each acknowledged record's attestation id on its own line, flushed, as
+  soon as the call returns (the crash test kills the worker mid-burst and
+  checks every printed one); ids, not seqs, since a queued record has no
+  seq yet;
 * ``guard URL KEYS FINGERPRINT``: a guard built with default settings
   (``from_keyring(audit=URL)``) decides the insider scenario's calls, then
   the process exits cleanly, as a server shutting down would.
@@ -53,8 +55,9 @@ def claim(url: str, keys: int, seed: int) -> None:
     print(json.dumps({"won": won, "errors": errors}), flush=True)
 
 
-def append(url: str, count: int, worker: int) -> None:
+def append(url: str, count: int, worker: int, method: str) -> None:
     log = open_audit_log(url)
+    record = log.submit if method == "submit" else log.append
     _start()
     out = sys.stdout
     for i in range(count):
@@ -72,7 +75,7 @@ def append(url: str, count: int, worker: int) -> None:
             tool_call_index=0,
             args_binding=ArgsBinding.IDENTITY,
         )
-        log.append(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
+        record(verdict, tool="search", arguments={"q": f"w{worker}-{i}"})
         out.write(f"{verdict.attestation_id}\n")
         out.flush()
     log.close()
@@ -97,4 +100,4 @@ if __name__ == "__main__":
     elif command == "guard":
         guard(target, sys.argv[3], sys.argv[4])
     else:
-        append(target, int(sys.argv[3]), int(sys.argv[4]))
+        append(target, int(sys.argv[3]), int(sys.argv[4]), command)

@@ -548,8 +548,8 @@ def test_audit_sqlite_two_writers_interleaved_never_fork(tmp_path: Path, decisio
 def test_audit_postgres_schema_v1_log_migrates_and_continues(
     pg_url: str, pg_log_url: str, pg_schema: str, decisions: Decisions
 ) -> None:
-    """A log written by the head-row version (schema 1) keeps its records and grows under version 2."""
-    from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - the one place that knows v1
+    """A log written by the head-row version (schema 1) keeps its records and grows under the newest."""
+    from mcp_attest.audit.postgres import _MIGRATIONS, SCHEMA_VERSION  # noqa: PLC0415 - knows v1
 
     with psycopg.connect(pg_url, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{pg_schema}"')
@@ -586,7 +586,8 @@ def test_audit_postgres_schema_v1_log_migrates_and_continues(
             "WHERE n.nspname = %s AND p.proname = 'audit_append_many'",
             (pg_schema,),
         ).fetchone()
-    assert version == (3,) and source is not None and "pg_logical_emit_message" in source[0]
+    assert version == (SCHEMA_VERSION,) == (4,)
+    assert source is not None and "pg_logical_emit_message" in source[0]
 
 
 def test_audit_postgres_append_waits_for_the_wal_flush(

@@ -21,9 +21,9 @@ APPENDS = 1000
 pytestmark = pytest.mark.slow
 
 
-def _append_race(url: str) -> None:
+def _append_race(url: str, method: str = "append") -> None:
     """Eight writers on one chain: no fork, no gap, no duplicate, and it verifies."""
-    workers = start_workers([["append", url, str(APPENDS), str(n)] for n in range(PROCESSES)])
+    workers = start_workers([[method, url, str(APPENDS), str(n)] for n in range(PROCESSES)])
     acked = []
     for w in workers:
         lines = list(w.lines())
@@ -46,13 +46,15 @@ def test_audit_sqlite_8_writers_1000_appends_one_chain(tmp_path: Path) -> None:
     _append_race(f"sqlite://{tmp_path / 'audit.db'}")
 
 
-def test_audit_postgres_8_writers_1000_appends_one_chain(pg_log_url: str) -> None:
-    _append_race(pg_log_url)
+@pytest.mark.parametrize("method", ["append", "submit"])
+def test_audit_postgres_8_writers_1000_appends_one_chain(pg_log_url: str, method: str) -> None:
+    """``submit`` queues each record and the writers' sequencers seal them: still one gapless chain."""
+    _append_race(pg_log_url, method)
 
 
-def _crash_mid_burst(url: str) -> None:
+def _crash_mid_burst(url: str, method: str = "append") -> None:
     """SIGKILL a writer mid-burst: every record it acknowledged is stored and the chain verifies."""
-    [victim, bystander] = start_workers([["append", url, "100000", "0"], ["append", url, "300", "1"]])
+    [victim, bystander] = start_workers([[method, url, "100000", "0"], [method, url, "300", "1"]])
     acked = []
     for line in victim.lines():
         acked.append(line)
@@ -76,5 +78,7 @@ def test_audit_sqlite_kill_9_writer_mid_burst(tmp_path: Path) -> None:
     _crash_mid_burst(f"sqlite://{tmp_path / 'audit.db'}")
 
 
-def test_audit_postgres_kill_9_writer_mid_burst(pg_log_url: str) -> None:
-    _crash_mid_burst(pg_log_url)
+@pytest.mark.parametrize("method", ["append", "submit"])
+def test_audit_postgres_kill_9_writer_mid_burst(pg_log_url: str, method: str) -> None:
+    """A killed ``submit`` writer leaves acknowledged records queued: the next writer to open seals them."""
+    _crash_mid_burst(pg_log_url, method)

@@ -49,7 +49,7 @@ def test_guard_with_audit_url_records_accepted_and_rejected_calls(
 
 
 class _BrokenLog:
-    def append(self, verdict: Any, *, tool: str, arguments: Any, envelope: Any) -> Any:
+    def submit(self, verdict: Any, *, tool: str, arguments: Any, envelope: Any) -> None:
         raise AuditUnavailableError("disk full")
 
 

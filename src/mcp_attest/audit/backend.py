@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from mcp_attest.audit.record import AuditConfigError, RecordDraft, StoredRow
 
@@ -19,6 +19,7 @@ __all__ = [
     "AuditBackend",
     "CheckpointSink",
     "GroupCommit",
+    "QueuedBackend",
     "RecordQuery",
     "pending_migrations",
 ]
@@ -90,6 +91,31 @@ class AuditBackend(CheckpointSink, Protocol):
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the newest record; (0, genesis) for an empty chain."""
+        ...
+
+
+@runtime_checkable
+class QueuedBackend(AuditBackend, Protocol):
+    """A backend that can acknowledge a record before sealing it (PostgreSQL).
+
+    ``enqueue`` returns once the draft is durable; a sequencer seals queued
+    drafts into the chain in batches within a bounded delay, calling
+    ``on_sequenced(before, after)`` with the head seq around each batch it
+    sealed. Many writer processes then never queue on the chain's lock.
+    """
+
+    on_sequenced: Callable[[int, int], None] | None
+
+    def enqueue(self, draft: RecordDraft, now: float) -> None:
+        """Durable on return; sealed later, by this process or another writer."""
+        ...
+
+    def pending(self) -> int:
+        """Acknowledged drafts not yet sealed into the chain."""
+        ...
+
+    def sequence(self, *, wait: bool = False) -> int:
+        """Seal queued drafts now; without ``wait``, leave them to a sealer already at work."""
         ...
 
 
@@ -169,16 +195,28 @@ class GroupCommit(Generic[_In, _Out]):
         self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
-        slot: _Slot[_Out] = _Slot()
         with self._cond:
-            self._waiting.append((item, slot))
-            while not slot.done and self._busy:
-                self._cond.wait()
-            if slot.done:
-                return self._outcome(slot)
-            self._busy = True
-            self.flushes += 1
-            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+            if not self._busy and not self._waiting:
+                # Alone: flush at once, without a slot to hand results through.
+                self._busy = True
+                self.flushes += 1
+                lone = True
+            else:
+                lone = False
+                slot: _Slot[_Out] = _Slot()
+                self._waiting.append((item, slot))
+                while not slot.done and self._busy:
+                    self._cond.wait()
+                if slot.done:
+                    return self._outcome(slot)
+                self._busy = True
+                self.flushes += 1
+                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+        if lone:
+            try:
+                return self._flush([item])[0]
+            finally:
+                self._release([])
         try:
             results = self._flush([i for i, _ in batch])
         except BaseException as exc:
@@ -187,12 +225,16 @@ class GroupCommit(Generic[_In, _Out]):
         else:
             for (_, waiter), result in zip(batch, results, strict=True):
                 waiter.result = result
+        self._release(batch)
+        return self._outcome(slot)
+
+    def _release(self, batch: list[tuple[_In, _Slot[_Out]]]) -> None:
+        """End a flush: its callers' results are set; wake them and whoever waits to lead next."""
         with self._cond:
             for _, waiter in batch:
                 waiter.done = True
             self._busy = False
             self._cond.notify_all()
-        return self._outcome(slot)
 
     @staticmethod
     def _outcome(slot: _Slot[_Out]) -> _Out:

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from mcp_attest.audit.backend import AuditBackend, CheckpointSink, RecordQuery
+from mcp_attest.audit.backend import AuditBackend, CheckpointSink, QueuedBackend, RecordQuery
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
 from mcp_attest.audit.crosscheck import RecordFacts, envelope_problem, facts_problem
 from mcp_attest.audit.merkle import Frontier, leaf_hash
@@ -148,6 +148,9 @@ class AuditLog:
         self._cp_lock = threading.Lock()
         self._stop = threading.Event()
         self._timer: threading.Thread | None = None
+        self._queued = backend if isinstance(backend, QueuedBackend) else None
+        if self._queued is not None and checkpoint_signer is not None:
+            self._queued.on_sequenced = self._sequenced
         if checkpoint_signer is not None and checkpoint_interval > 0:
             self._timer = threading.Thread(
                 target=self._tick, args=(checkpoint_interval,), name="audit-checkpoints", daemon=True
@@ -185,14 +188,7 @@ class AuditLog:
         Raises ``AuditUnavailableError`` when the backend cannot commit; the
         record is then not acknowledged.
         """
-        draft = RecordDraft.build(
-            verdict,
-            chain_id=self.backend.chain_id,
-            tool=tool,
-            arguments=arguments,
-            envelope=_envelope_object(envelope) if self.store_envelope else None,
-            record_fields=self.record_fields,
-        )
+        draft = self._draft(verdict, tool, arguments, envelope)
         row = self.backend.append(draft, self._clock())
         if self.checkpoint_signer is not None:
             # What this process wrote, not what the table holds by the time
@@ -201,6 +197,49 @@ class AuditLog:
             if row.seq % self.checkpoint_every == 0:
                 self._checkpoint_quietly()
         return draft.record(row)
+
+    def submit(
+        self,
+        verdict: Verdict,
+        *,
+        tool: str,
+        arguments: Mapping[str, Any] | None,
+        envelope: Mapping[str, Any] | bytes | str | None = None,
+    ) -> None:
+        """Record one decision; returns once the record is durable, perhaps before it is sealed.
+
+        What the guard and the gateway call: they need the record kept, not
+        its place. On PostgreSQL the record is queued (one plain INSERT) and
+        sealed into the chain by a sequencer within ``sequence_interval``,
+        so many writer processes do not queue on the chain's lock; other
+        backends seal it at once, as ``append`` does. Raises
+        ``AuditUnavailableError`` when the record cannot be made durable.
+        """
+        if self._queued is None:
+            self.append(verdict, tool=tool, arguments=arguments, envelope=envelope)
+        else:
+            self._queued.enqueue(self._draft(verdict, tool, arguments, envelope), self._clock())
+
+    def _draft(
+        self,
+        verdict: Verdict,
+        tool: str,
+        arguments: Mapping[str, Any] | None,
+        envelope: Mapping[str, Any] | bytes | str | None,
+    ) -> RecordDraft:
+        return RecordDraft.build(
+            verdict,
+            chain_id=self.backend.chain_id,
+            tool=tool,
+            arguments=arguments,
+            envelope=_envelope_object(envelope) if self.store_envelope else None,
+            record_fields=self.record_fields,
+        )
+
+    def _sequenced(self, before: int, after: int) -> None:
+        """A sequencer sealed ``before + 1 .. after``: checkpoint when that crossed a multiple of N."""
+        if after // self.checkpoint_every > before // self.checkpoint_every:
+            self._checkpoint_quietly()
 
     def checkpoint(self) -> int | None:
         """Sign a tree head for the current head now; returns its seq.
@@ -261,6 +300,14 @@ class AuditLog:
         except AuditUnavailableError as exc:
             logger.warning("audit checkpoint not written: %s", exc)
 
+    @staticmethod
+    def _seal_quietly(queued: QueuedBackend) -> None:
+        """Seal what this process queued, so that the last checkpoint covers it."""
+        try:
+            queued.sequence(wait=True)
+        except AuditUnavailableError as exc:
+            logger.warning("audit records not sealed at close: %s", exc)
+
     def _tick(self, interval: float) -> None:
         while not self._stop.wait(interval):
             self._checkpoint_quietly()
@@ -275,6 +322,8 @@ class AuditLog:
         if self._timer is not None:
             self._timer.join()
         try:
+            if self._queued is not None:
+                self._seal_quietly(self._queued)
             self._checkpoint_quietly()
         finally:
             self.backend.close()
@@ -406,6 +455,7 @@ class _Verification:
         if broken is None:
             broken = self._checkpoints_beyond(prev_seq)
         self._note_coverage(stored, prev_seq)
+        self._note_queued()
         return ChainReport(
             location=backend.location,
             chain_id=backend.chain_id,
@@ -536,3 +586,12 @@ class _Verification:
             self.warnings.append(f"records {last + 1}..{head} are after the last checkpoint")
         if stored and self.checkpoint_keys is None:
             self.warnings.append("checkpoint signatures not checked (no checkpoint keyring given)")
+
+    def _note_queued(self) -> None:
+        queued = self.log._queued
+        waiting = 0 if queued is None else queued.pending()
+        if waiting:
+            self.warnings.append(
+                f"{waiting} acknowledged record(s) queued, not sealed yet: a running writer seals "
+                "them within its sequence interval, the next writer to open the log otherwise"
+            )

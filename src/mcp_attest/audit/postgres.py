@@ -36,14 +36,16 @@ starting at once do not race on ``CREATE``.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+import struct
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from psycopg import sql
+from psycopg import pq, sql
 
 from mcp_attest.audit.backend import (
     GroupCommit,
@@ -61,10 +63,22 @@ from mcp_attest.audit.record import (
 )
 from mcp_attest.verdict import format_rfc3339
 
-__all__ = ["DEFAULT_SCHEMA", "PostgresAuditBackend"]
+__all__ = ["DEFAULT_SCHEMA", "DEFAULT_SEQUENCE_INTERVAL", "PostgresAuditBackend"]
+
+logger = logging.getLogger("mcp_attest.audit")
 
 DEFAULT_SCHEMA = "mcp_attest"
+DEFAULT_SEQUENCE_INTERVAL = 0.1
+_SEQUENCE_BATCH = 5000
+_QUEUED = "prefix, recorded_at, suffix, ts, sub, tool, reason"
+_ENQUEUE = b"mcp_attest_enqueue"
+_BINARY = [pq.Format.BINARY] * 7
+_FLOAT8 = struct.Struct("!d")
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
+# is held without waiting for a WAL flush; the second commit makes the batch
+# durable. It must write WAL of its own: PostgreSQL commits a transaction that
+# wrote none (an xid alone) without flushing.
 # Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
 # is held without waiting for a WAL flush; the second commit makes the batch
 # durable. It must write WAL of its own: PostgreSQL commits a transaction that
@@ -103,6 +117,45 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
         END
         $fn$"""
+# Seals up to p_max queued drafts, oldest first, and removes them from the
+# queue in the same transaction: a draft is sealed exactly once or stays
+# queued. Without p_wait a sealer already at work (another process's
+# sequencer, an inline append) is left to it: NULL, try again later.
+# Returns the head seq before and after.
+_SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wait boolean)
+        RETURNS bigint[] LANGUAGE plpgsql AS $fn$
+        DECLARE
+            h_seq bigint;
+            h_hash text;
+            body text;
+            before bigint;
+            ids bigint[] := '{{}}';
+            q record;
+        BEGIN
+            IF p_wait THEN
+                PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
+            ELSIF NOT pg_try_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}')) THEN
+                RETURN NULL;
+            END IF;
+            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            IF NOT FOUND THEN
+                h_seq := 0;
+                h_hash := repeat('0', 64);
+            END IF;
+            before := h_seq;
+            FOR q IN SELECT * FROM {s}.audit_queue ORDER BY id LIMIT p_max LOOP
+                h_seq := h_seq + 1;
+                body := q.prefix || '"prevHash":"' || h_hash || '","recordedAt":"' || q.recorded_at
+                    || '","seq":' || h_seq || q.suffix;
+                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
+                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
+                    VALUES (h_seq, h_hash, body, q.ts, q.sub, q.tool, q.reason);
+                ids := ids || q.id;
+            END LOOP;
+            DELETE FROM {s}.audit_queue WHERE id = ANY(ids);
+            RETURN ARRAY[before, h_seq];
+        END
+        $fn$"""
 _MIGRATIONS: Sequence[Sequence[str]] = (
     (
         "CREATE TABLE {s}.audit_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -139,6 +192,13 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     # Version 2 as first released committed the second transaction without
     # writing WAL, so PostgreSQL did not flush it: replace the procedure.
     (_APPEND_MANY,),
+    # Version 4: drafts acknowledged once queued, sealed in batches by a sequencer.
+    (
+        "CREATE TABLE {s}.audit_queue (id bigserial PRIMARY KEY, prefix text NOT NULL, "
+        "recorded_at text NOT NULL, suffix text NOT NULL, ts double precision NOT NULL, sub text, "
+        "tool text NOT NULL, reason text)",
+        _SEQUENCE,
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -161,20 +221,34 @@ class PostgresAuditBackend:
         schema: str = DEFAULT_SCHEMA,
         create: bool = True,
         connect_timeout: float = 5.0,
+        sequence_interval: float = DEFAULT_SEQUENCE_INTERVAL,
     ) -> None:
         if not _SCHEMA_NAME.fullmatch(schema):
             raise AuditConfigError(f"invalid PostgreSQL schema name {schema!r}")
+        if sequence_interval <= 0:
+            raise AuditConfigError("sequence_interval must be positive")
         self._conninfo = conninfo
         self._schema = schema
         self._timeout = max(1, round(connect_timeout))
         self._lock = threading.Lock()
         self._conn: psycopg.Connection[Any] | None = None
+        self._enqueue_ready: psycopg.Connection[Any] | None = None  # the connection the INSERT is prepared on
         self._batch: GroupCommit[tuple[RecordDraft, float], StoredRow] = GroupCommit(self._append_many)
+        self._queue: GroupCommit[tuple[RecordDraft, float], bool] = GroupCommit(self._enqueue_many)
+        self._sequencer = _Sequencer(self, sequence_interval)
+        self.on_sequenced: Callable[[int, int], None] | None = None
         s = sql.Identifier(schema)
+        # Rendered once: psycopg would otherwise compose the text on every execute.
         self._q = {
-            name: sql.SQL(text).format(s=s)
+            name: sql.SQL(text).format(s=s).as_bytes(None)
             for name, text in {
                 "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
+                "enqueue": f"INSERT INTO {{s}}.audit_queue ({_QUEUED}) "  # noqa: S608 - constant columns
+                "VALUES ($1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::text)",
+                "enqueue_many": f"INSERT INTO {{s}}.audit_queue ({_QUEUED}) SELECT * FROM unnest("  # noqa: S608
+                "%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[])",
+                "sequence": "SELECT {s}.audit_sequence(%s, %s)",
+                "pending": "SELECT count(*) FROM {s}.audit_queue",
                 "head": "SELECT seq, hash FROM {s}.audit_records ORDER BY seq DESC LIMIT 1",
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
@@ -184,6 +258,10 @@ class PostgresAuditBackend:
             }.items()
         }
         self._chain_id = self._run(self._migrate if create else self._check_schema)
+        self._writer = create
+        if create:
+            # Drafts a writer left queued when it died are sealed by the next one to open the log.
+            self.sequence(wait=True)
 
     @property
     def chain_id(self) -> str:
@@ -208,15 +286,18 @@ class PostgresAuditBackend:
         with self._lock:
             try:
                 conn = self._conn
-                if conn is None or conn.closed or conn.broken:
-                    conn = self._conn = psycopg.connect(
-                        self._conninfo, autocommit=True, connect_timeout=self._timeout
-                    )
+                if conn is None or conn.closed or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
+                    conn = self._conn = self._connect()
                 return work(conn)
             except psycopg.Error as exc:
-                message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                where = f"audit log (postgresql schema {self._schema})"
-                raise AuditUnavailableError(f"{where}: {message}") from None
+                raise self._unavailable(exc) from None
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=self._timeout)
+
+    def _unavailable(self, exc: psycopg.Error) -> AuditUnavailableError:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return AuditUnavailableError(f"audit log (postgresql schema {self._schema}): {message}")
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> str:
         """Create or upgrade the schema, unless it is current.
@@ -322,6 +403,87 @@ class PostgresAuditBackend:
             seq, prev = seq + 1, row.hash
         return rows
 
+    def enqueue(self, draft: RecordDraft, now: float) -> None:
+        """Durable on return, sealed into the chain by a sequencer within its interval.
+
+        The draft is one plain INSERT into the queue (concurrent calls in
+        this process share one); no writer waits on the chain's lock. Each
+        writing process runs a sequencer that seals every queued draft, its
+        own and other processes', in batches under that lock.
+        """
+        self._sequencer.start_once()
+        self._queue.submit((draft, now))
+
+    def _enqueue_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[bool]:
+        if len(batch) == 1:
+            draft, now = batch[0]
+            self._run(lambda conn: self._enqueue_one(conn, draft, now))
+            return [True]
+        rows = [
+            (
+                draft.prefix.decode("utf-8"),
+                format_rfc3339(now),
+                draft.suffix.decode("utf-8"),
+                now,
+                draft.sub,
+                draft.tool,
+                draft.reason,
+            )
+            for draft, now in batch
+        ]
+        columns = [list(column) for column in zip(*rows, strict=True)]
+        self._run(lambda conn: conn.execute(self._q["enqueue_many"], columns, binary=True))
+        return [True] * len(rows)
+
+    def _enqueue_one(self, conn: psycopg.Connection[Any], draft: RecordDraft, now: float) -> None:
+        """One draft, through libpq's prepared-statement call.
+
+        The lone writer's path, and the one many writer processes share the
+        database's CPU on: psycopg's adaptation layer costs twice the CPU of
+        the call itself, and a draft is already UTF-8 bytes. libpq releases
+        the GIL while it waits, as psycopg does. A batch goes through
+        psycopg (``enqueue_many``); a test holds the two paths to the same rows.
+        """
+        pgconn = conn.pgconn
+        if self._enqueue_ready is not conn:
+            _check(pgconn.prepare(_ENQUEUE, self._q["enqueue"]))
+            self._enqueue_ready = conn
+        params = [
+            draft.prefix,
+            format_rfc3339(now).encode("ascii"),
+            draft.suffix,
+            _FLOAT8.pack(now),
+            None if draft.sub is None else draft.sub.encode("utf-8"),
+            draft.tool.encode("utf-8"),
+            None if draft.reason is None else draft.reason.encode("ascii"),
+        ]
+        # Binary parameters carry their length: in text format libpq would cut
+        # a value at its first NUL and store a silently shorter column.
+        # libpq sends None as SQL NULL; psycopg's stubs only leave it out of the element type.
+        _check(pgconn.exec_prepared(_ENQUEUE, cast("list[bytes]", params), _BINARY))
+
+    def sequence(self, *, wait: bool = False) -> int:
+        """Seal queued drafts into the chain now; returns how many.
+
+        Without ``wait``, a sealer already at work elsewhere is left to it.
+        """
+        sealed = 0
+        while True:
+            found = self._sequencer.run(self._q["sequence"], (_SEQUENCE_BATCH, wait))
+            if found is None:
+                return sealed
+            before, after = int(found[0]), int(found[1])
+            sealed += after - before
+            if after > before and self.on_sequenced is not None:
+                self.on_sequenced(before, after)
+            if after - before < _SEQUENCE_BATCH:
+                return sealed
+
+    def pending(self) -> int:
+        """Queued drafts not sealed yet: acknowledged, but not in the chain so far."""
+        row = self._run(lambda conn: conn.execute(self._q["pending"]).fetchone())
+        return int(row[0]) if row else 0
+
     def add_checkpoint(self, seq: int, body: bytes) -> None:
         self._run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))
 
@@ -329,7 +491,7 @@ class PostgresAuditBackend:
 
     def rows(self, query: RecordQuery) -> list[StoredRow]:
         where, params = query_clauses(query, "%s")
-        stmt = self._q["rows"] + sql.SQL(where)  # fixed clauses; every value is a bound parameter
+        stmt = self._q["rows"] + where.encode("ascii")  # fixed clauses; every value is a bound parameter
         return self._run(lambda conn: [StoredRow.from_db(r) for r in conn.execute(stmt, params).fetchall()])
 
     def head(self) -> tuple[int, str]:
@@ -345,6 +507,75 @@ class PostgresAuditBackend:
             return [(int(seq), str(body).encode("utf-8")) for seq, body in found]
 
         return self._run(work)
+
+    def close(self) -> None:
+        """A writer seals what is queued (its own drafts and any left behind), then disconnects."""
+        try:
+            self._sequencer.stop()
+            if self._writer:
+                self.sequence(wait=True)
+        finally:
+            self._sequencer.close()
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+
+
+def _check(result: pq.abc.PGresult) -> None:
+    """A libpq result that is not a success, as the psycopg error a driver call would raise."""
+    if result.status != pq.ExecStatus.COMMAND_OK:
+        message = result.error_message.decode("utf-8", "replace").strip()
+        raise psycopg.OperationalError(message or f"libpq status {pq.ExecStatus(result.status).name}")
+
+
+class _Sequencer:
+    """A writer's background sealer, on a connection of its own.
+
+    Started by the first ``enqueue``; every ``interval`` seconds it seals
+    whatever is queued, unless another process's sequencer holds the
+    chain's lock (then that one seals it). The interval bounds how long an
+    acknowledged draft waits outside the chain while some writer runs.
+    """
+
+    def __init__(self, backend: PostgresAuditBackend, interval: float) -> None:
+        self._backend = backend
+        self._interval = interval
+        self._lock = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start_once(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(target=self._loop, name="audit-sequencer", daemon=True)
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._backend.sequence()
+            except AuditUnavailableError as exc:
+                logger.warning("audit sequencer: %s", exc)
+
+    def run(self, stmt: bytes, params: tuple[object, ...]) -> Any:
+        """One sealing call on the sequencer's connection; None when another sealer is at work."""
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed or self._conn.broken:
+                    self._conn = self._backend._connect()
+                row = self._conn.execute(stmt, params).fetchone()
+            except psycopg.Error as exc:
+                raise self._backend._unavailable(exc) from None
+        return None if row is None else row[0]
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def close(self) -> None:
         with self._lock:

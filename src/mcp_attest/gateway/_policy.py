@@ -48,9 +48,9 @@ _MAX_TOOL_CHARS = 256
 
 
 class AuditSink(Protocol):
-    """The audit log's append, as the gateway uses it (``mcp_attest.audit.AuditLog``)."""
+    """The audit log's submit, as the gateway uses it (``mcp_attest.audit.AuditLog``): durable on return."""
 
-    def append(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> Any: ...
+    def submit(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> None: ...
 
 
 @dataclass(slots=True)
@@ -233,7 +233,7 @@ class Route:
             except CanonicalizationError:
                 arguments = None  # refused by C3 (the verdict says so): there is nothing to digest
         try:
-            self.audit.append(verdict, tool=_bounded(tool), arguments=arguments, envelope=envelope)
+            self.audit.submit(verdict, tool=_bounded(tool), arguments=arguments, envelope=envelope)
         except Exception:
             logger.exception("audit append failed; refusing the call")
             self.metrics.error("audit_unavailable")

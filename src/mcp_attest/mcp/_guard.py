@@ -77,9 +77,13 @@ VerdictHook = Callable[[Verdict, ToolCall], Awaitable[None] | None]
 
 
 class AuditSink(Protocol):
-    """What the guard needs of an audit log (``mcp_attest.audit.AuditLog`` fits)."""
+    """What the guard needs of an audit log (``mcp_attest.audit.AuditLog`` fits).
 
-    def append(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> Any: ...
+    ``submit`` returns once the decision is durable and raises when it
+    cannot be; the guard needs the record kept, not its place in a chain.
+    """
+
+    def submit(self, verdict: Verdict, *, tool: str, arguments: Any, envelope: Any) -> None: ...
 
 
 def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook:
@@ -93,7 +97,7 @@ def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook
 
     async def record(verdict: Verdict, call: ToolCall) -> None:
         work = partial(
-            audit.append, verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope
+            audit.submit, verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope
         )
         # Off the event loop when the append waits on the network, so other
         # calls go on (and concurrent appends share the log's commit).

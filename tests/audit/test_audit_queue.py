@@ -1,0 +1,227 @@
+"""PostgreSQL's queued records: durable before sealed, sealed once, by whichever writer is there.
+
+``AuditLog.submit`` (what the guard and the gateway call) queues a record
+with one INSERT and returns; sequencers seal queued records into the chain
+in batches. These tests hold the queue to the log's promises: nothing
+acknowledged is lost, nothing is sealed twice, both ways of queueing store
+the same bytes, and a database fault is an error, never an acknowledgement.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from _servers import Decisions
+from mcp_attest.audit import AuditLog, AuditUnavailableError
+from mcp_attest.audit.backend import RecordQuery
+from mcp_attest.audit.checkpoint import CheckpointSigner
+from mcp_attest.audit.postgres import PostgresAuditBackend
+from mcp_attest.audit.record import RecordDraft
+from mcp_attest.keys import generate_key
+from mcp_attest.verdict import Reason, Verdict
+
+
+@pytest.fixture
+def decisions() -> Decisions:
+    return Decisions.create()
+
+
+def _log(pg_url: str, schema: str, interval: float = 3600.0, **options: Any) -> AuditLog:
+    """A log whose sequencer waits ``interval`` between rounds (by default: never, within a test)."""
+    return AuditLog(PostgresAuditBackend(pg_url, schema=schema, sequence_interval=interval), **options)
+
+
+def _count(pg_url: str, schema: str, table: str) -> int:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        row = conn.execute(f'SELECT count(*) FROM "{schema}".{table}').fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _submit(log: AuditLog, decisions: Decisions, count: int) -> list[str]:
+    ids = []
+    for i in range(count):
+        verdict, wire = decisions.rejected() if i % 3 == 2 else decisions.accepted(q=f"query {i}")
+        log.submit(verdict, tool="search", arguments={"q": f"query {i}"}, envelope=wire)
+        ids.append(str(verdict.attestation_id))
+    return ids
+
+
+def _abandon(log: AuditLog) -> None:
+    """What a kill -9 leaves: connections gone, queued records never sealed by this writer."""
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    backend._sequencer.stop()
+    backend._sequencer.close()
+    assert backend._conn is not None
+    backend._conn.close()
+
+
+def test_audit_postgres_submit_is_durable_before_it_is_sealed(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    log = _log(pg_url, pg_schema)
+    ids = _submit(log, decisions, 5)
+    assert _count(pg_url, pg_schema, "audit_queue") == 5
+    assert _count(pg_url, pg_schema, "audit_records") == 0
+    report = log.verify(decisions.keyring)
+    assert report.accepted and report.records == 0
+    assert any("5 acknowledged record(s) queued" in w for w in report.warnings), report.warnings
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    assert backend.pending() == 5
+    assert backend.sequence() == 5
+    assert backend.pending() == 0 and _count(pg_url, pg_schema, "audit_queue") == 0
+    report = log.verify(decisions.keyring)
+    assert report.accepted and report.records == 5 and report.envelopes_verified == 5
+    assert not [w for w in report.warnings if "queued" in w]
+    assert [r.facts["attestationId"] for r in log.records()] == ids  # sealed in the order queued
+    log.close()
+
+
+def test_audit_postgres_sequencer_seals_within_its_interval(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    log = _log(pg_url, pg_schema, interval=0.05)
+    _submit(log, decisions, 3)
+    deadline = time.monotonic() + 5
+    while _count(pg_url, pg_schema, "audit_records") < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _count(pg_url, pg_schema, "audit_records") == 3
+    assert _count(pg_url, pg_schema, "audit_queue") == 0
+    log.close()
+
+
+def test_audit_postgres_close_seals_what_this_writer_queued(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    with _log(pg_url, pg_schema) as log:
+        _submit(log, decisions, 4)
+    assert _count(pg_url, pg_schema, "audit_records") == 4
+    assert _count(pg_url, pg_schema, "audit_queue") == 0
+
+
+def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    dead = _log(pg_url, pg_schema)
+    ids = _submit(dead, decisions, 6)
+    _abandon(dead)
+    assert _count(pg_url, pg_schema, "audit_queue") == 6
+    reader = PostgresAuditBackend(pg_url, schema=pg_schema, create=False)
+    assert reader.pending() == 6  # readers never write: the records stay queued
+    reader.close()
+    assert _count(pg_url, pg_schema, "audit_queue") == 6
+    with _log(pg_url, pg_schema) as log:
+        assert [r.facts["attestationId"] for r in log.records()] == ids
+        assert log.verify(decisions.keyring).accepted
+
+
+def test_audit_postgres_queued_and_inline_records_share_one_chain(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    with _log(pg_url, pg_schema) as log:
+        _submit(log, decisions, 2)
+        verdict, wire = decisions.accepted()
+        record = log.append(verdict, tool="search", arguments={"q": "weather"}, envelope=wire)
+        assert record.seq == 1  # an inline append does not wait for the queue
+        _submit(log, decisions, 2)
+    with _log(pg_url, pg_schema) as log:
+        report = log.verify(decisions.keyring)
+        assert report.accepted and report.records == 5, report.broken
+
+
+def _draft(sub: str | None, tool: str, reason: str | None) -> RecordDraft:
+    verdict = Verdict(
+        accepted=reason is None,
+        reason=None if reason is None else Reason(reason),
+        detail=None,
+        verified_at=1e9,
+        verifier_fingerprint="sha256:v",
+        attestation_id=None,
+        sub=sub,
+    )
+    return RecordDraft.build(verdict, chain_id="c", tool=tool, arguments={"q": "é"}, envelope=None)
+
+
+def test_audit_postgres_both_ways_of_queueing_store_the_same_record(pg_url: str, pg_schema: str) -> None:
+    """The lone writer's libpq path and the batch's psycopg path: byte-identical sealed records."""
+    drafts = [
+        _draft("agent-7", "search", None),
+        _draft(None, "tøøl \u2028", "nonce_replay"),
+        _draft("\U0001f600 sub", "t", "expired"),
+    ]
+    backend = PostgresAuditBackend(pg_url, schema=pg_schema, sequence_interval=3600)
+    now = 1_700_000_000.123456
+    for draft in drafts:
+        backend._enqueue_many([(draft, now)])  # one at a time: libpq
+    backend._enqueue_many([(draft, now) for draft in drafts])  # a batch: psycopg
+    assert backend.sequence() == 6
+    rows = backend.rows(RecordQuery())
+    prev = "0" * 64
+    for row, draft in zip(rows, drafts + drafts, strict=True):
+        expected = draft.seal(row.seq, prev, now)
+        assert (row.body, row.hash, row.ts, row.sub, row.tool, row.reason) == (
+            expected.body,
+            expected.hash,
+            expected.ts,
+            expected.sub,
+            expected.tool,
+            expected.reason,
+        )
+        prev = row.hash
+    backend.close()
+
+
+@pytest.mark.parametrize("batch", [1, 2], ids=["libpq", "psycopg"])
+def test_audit_postgres_a_record_the_database_refuses_is_an_error(
+    pg_url: str, pg_schema: str, batch: int
+) -> None:
+    """A NUL in an index column (PostgreSQL text cannot hold one): refused, never acknowledged."""
+    backend = PostgresAuditBackend(pg_url, schema=pg_schema, sequence_interval=3600)
+    with pytest.raises(AuditUnavailableError):
+        backend._enqueue_many([(_draft("agent\x00", "t", None), 1e9)] * batch)
+    assert backend.pending() == 0
+    backend._enqueue_many([(_draft("agent", "t", None), 1e9)])  # the connection is still usable
+    assert backend.pending() == 1
+    backend.close()
+
+
+def test_audit_postgres_submit_fails_closed_then_recovers_after_a_lost_connection(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    log = _log(pg_url, pg_schema)
+    _submit(log, decisions, 1)
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend) and backend._conn is not None
+    pid = backend._conn.info.backend_pid
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    verdict, wire = decisions.accepted()
+    with pytest.raises(AuditUnavailableError):
+        log.submit(verdict, tool="search", arguments={"q": "weather"}, envelope=wire)
+    _submit(log, decisions, 1)  # a new connection, on the next call
+    log.close()
+    assert _count(pg_url, pg_schema, "audit_records") == 2
+
+
+def test_audit_postgres_sealed_batches_sign_checkpoints(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """Every N records still means a checkpoint once a batch crosses a multiple of N."""
+    signer = CheckpointSigner(generate_key("ES256", "cp"))
+    log = _log(pg_url, pg_schema, checkpoint_signer=signer, checkpoint_every=5, checkpoint_interval=0)
+    _submit(log, decisions, 4)
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    backend.sequence()
+    assert backend.checkpoints() == []
+    _submit(log, decisions, 3)
+    backend.sequence()
+    assert [seq for seq, _ in backend.checkpoints()] == [7]
+    log.close()
+    assert [seq for seq, _ in backend.checkpoints()] == [7]  # closing: nothing new to sign
