@@ -45,11 +45,23 @@ class ArgsBinding(enum.StrEnum):
     REDACTED = "redacted"
 
 
+_last_second: list[tuple[int, str]] = [(0, "1970-01-01T00:00:00")]
+
+
 def format_rfc3339(epoch: float) -> str:
-    """UTC timestamp with milliseconds, the form every fact and record uses."""
+    """UTC timestamp with milliseconds, the form every fact and record uses.
+
+    Every decision formats two (when verified, when recorded), nearly always
+    within the same second: the second's text is kept, ``strftime`` is not
+    run again. The cache is one immutable tuple, replaced whole.
+    """
     whole = int(epoch)
     millis = int((epoch - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
+    second, text = _last_second[0]
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second[0] = (whole, text)
+    return f"{text}.{millis:03d}Z"
 
 
 def no_truth_value(result: object) -> TypeError:

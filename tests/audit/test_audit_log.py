@@ -155,6 +155,19 @@ def test_audit_sealed_bytes_equal_jcs_of_the_whole_record(
     assert draft.record(row) == AuditRecord.from_row(row)
 
 
+def test_audit_sealed_bytes_splice_at_the_top_level_placeholder_only() -> None:
+    """An envelope (or tool name) holding the placeholder's text cannot move where the chain members go."""
+    verdict = Verdict(True, None, None, 1700000000.25, "fp", attestation_id="ab" * 32)
+    envelope = {"recordedAt": "\x00", "nested": {"recordedAt": "\x00", "seq": 1}, "z": ["\x00"]}
+    for tool in ("t", '"recordedAt":"\\u0000"', "\x00"):
+        draft = RecordDraft.build(verdict, chain_id="c" * 32, tool=tool, arguments={}, envelope=envelope)
+        row = draft.seal(7, "f" * 64, 1700000001.5)
+        body = orjson.loads(row.body)
+        assert row.body == canonicalize(body)
+        assert (body["envelope"], body["tool"], body["seq"]) == (envelope, tool, 7)
+        assert "recordedAt" not in draft.fields  # the placeholder never reaches a record
+
+
 # -- reading -------------------------------------------------------------------
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import time
 from typing import Any
 
 import pytest
@@ -56,6 +57,7 @@ from mcp_attest.envelope import (
     b64url_encode,
     signing_input,
 )
+from mcp_attest.verdict import format_rfc3339
 
 PROPERTY = settings(
     max_examples=100,
@@ -552,3 +554,13 @@ def test_oversized_envelope_with_a_schema_error_is_too_large_on_every_path(
     assert _outcome(Envelope.from_json, raw) == ("refused", "malformed.too_large")
     fast, reference = _verdicts(wire, ARGS, verify_ring)
     assert fast == reference and fast["detail"] == "malformed.too_large"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(0, 4e9, allow_nan=False) | st.integers(0, 4_000_000_000), min_size=1, max_size=6))
+def test_core_rfc3339_second_cache_equals_strftime(epochs: list[float]) -> None:
+    """The cached second's text is what ``strftime`` would write, whatever order the times come in."""
+    for epoch in epochs + epochs[::-1]:
+        whole = int(epoch)
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        assert format_rfc3339(epoch) == f"{expected}.{int((epoch - whole) * 1000):03d}Z"

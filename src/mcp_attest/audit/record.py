@@ -39,8 +39,9 @@ __all__ = [
 RECORD_VERSION = 1
 GENESIS_HASH = "0" * 64
 COLUMNS = "seq, hash, body, ts, sub, tool, reason"
-_FIRST_CHAIN_FIELD = "prevHash"
-_LAST_CHAIN_FIELD = "seq"
+_PLACEHOLDER_NAME = "recordedAt"  # the middle chain member: prevHash < recordedAt < seq
+_PLACEHOLDER = "\x00"
+_PLACEHOLDER_JCS = b'"recordedAt":"\\u0000"'
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -156,17 +157,25 @@ class RecordDraft:
                 fields["args"] = kept
         if envelope is not None:
             fields["envelope"] = dict(envelope)
+        # One JCS pass over the whole record, with a placeholder where the chain
+        # members go (they sort together, between "facts" and "tool").
+        fields[_PLACEHOLDER_NAME] = _PLACEHOLDER
         try:
-            before = canonicalize({k: v for k, v in fields.items() if k < _FIRST_CHAIN_FIELD})
+            whole = canonicalize(fields)
         except CanonicalizationError as exc:
             # Only a rejected envelope can hold what JCS cannot write (a float,
             # a lone surrogate); the decision is still recorded, without it.
             fields["envelopeError"] = exc.detail
             fields.pop("envelope", None)
-            before = canonicalize({k: v for k, v in fields.items() if k < _FIRST_CHAIN_FIELD})
-        after = canonicalize({k: v for k, v in fields.items() if k > _LAST_CHAIN_FIELD})
+            whole = canonicalize(fields)
+        del fields[_PLACEHOLDER_NAME]
+        # The last occurrence is the top-level member: only "tool" (a string,
+        # whose quotes JCS escapes) and "v" follow it.
+        cut = whole.rindex(_PLACEHOLDER_JCS)
         facts = fields["facts"]
-        return cls(fields, before[:-1] + b",", b"," + after[1:], tool, facts["sub"], facts["reason"])
+        return cls(
+            fields, whole[:cut], whole[cut + len(_PLACEHOLDER_JCS) :], tool, facts["sub"], facts["reason"]
+        )
 
     def seal(self, seq: int, prev_hash: str, now: float) -> StoredRow:
         """Place the draft at ``seq`` after ``prev_hash`` and hash it."""
