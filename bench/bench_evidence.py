@@ -11,12 +11,16 @@ creates is removed at the end.
    database (the floor the chain is paid on top of).
 2. ``RedisReplayStore.claim`` and ``is_claimed`` p50/p99, beside a bare
    ``PING`` (one round trip).
-3. Scale past one lock: appends/s for 8 writer processes on one chain
-   against the same 8 processes doing plain INSERTs of the same record
-   bytes into a plain table (no chain, no lock), alternated over rounds in
-   the same run; and one process with 64 threads appending at once, with
-   the mean number of appends that shared each commit (group commit).
-   The chain is verified afterwards (every record, link and seq).
+3. Scale past one lock: records/s for 8 writer processes on one chain
+   calling ``submit`` (queued, sealed by the writers' sequencers; each
+   writer's time ends when ``close`` has sealed its last record), against
+   the same 8 processes doing plain INSERTs of precomputed record bytes
+   (psycopg), and the same 8 processes building each record and INSERTing
+   it into a plain table through the same libpq call (no chain), and
+   ``append`` (sealed inline under the lock), alternated over rounds in
+   the same run; and one process with 64 threads calling ``submit`` at
+   once, with the mean number of records that shared each INSERT. The
+   chain is verified afterwards (every record, link and seq).
 """
 
 from __future__ import annotations

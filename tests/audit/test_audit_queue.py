@@ -225,3 +225,26 @@ def test_audit_postgres_sealed_batches_sign_checkpoints(
     assert [seq for seq, _ in backend.checkpoints()] == [7]
     log.close()
     assert [seq for seq, _ in backend.checkpoints()] == [7]  # closing: nothing new to sign
+
+
+def test_audit_postgres_sequencer_survives_losing_its_connection(
+    pg_url: str, pg_schema: str, decisions: Decisions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sequencer whose connection dies logs it, reconnects next round, and loses nothing queued."""
+    log = _log(pg_url, pg_schema, interval=0.05)
+    _submit(log, decisions, 1)
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    deadline = time.monotonic() + 5
+    while backend._sequencer._conn is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert backend._sequencer._conn is not None
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend._sequencer._conn.info.backend_pid,))
+    with caplog.at_level("WARNING", logger="mcp_attest.audit"):
+        _submit(log, decisions, 2)
+        while _count(pg_url, pg_schema, "audit_records") < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert _count(pg_url, pg_schema, "audit_records") == 3
+    assert any("audit sequencer" in r.getMessage() for r in caplog.records)
+    log.close()

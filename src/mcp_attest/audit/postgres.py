@@ -28,6 +28,13 @@ and the procedure splices in prevHash and seq and hashes, in one round
 trip. The client then re-seals the same drafts and checks the hashes the
 server computed, so a server that sealed differently is caught at once.
 
+Scaling past the lock (schema 4): ``enqueue`` (``AuditLog.submit``, what
+the guard and the gateway call) makes a draft durable with one plain
+INSERT into ``audit_queue`` and never touches the lock; each writing
+process's sequencer seals queued drafts, from every writer, in batches
+under the lock (``audit_sequence``), deleting them from the queue in the
+same transaction. The chain then advances at the rate writers can INSERT.
+
 Tables live in one PostgreSQL schema (default ``mcp_attest``), created and
 migrated by this module under an advisory lock, so several processes
 starting at once do not race on ``CREATE``.
