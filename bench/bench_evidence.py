@@ -31,6 +31,7 @@ import multiprocessing as mp
 import os
 import platform
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -306,11 +307,17 @@ def _print_scale(scale: dict[str, Any], markdown: bool) -> None:
             print(f"| {label} | {rate:,.0f} | x{vs_bare:.2f} | x{vs_built:.2f} |")
         else:
             print(f"{label:70} {rate:7.0f}/s  x{vs_bare:.2f} of plain INSERT, x{vs_built:.2f} of no chain")
-    pairs = ", ".join(
-        f"{c:.0f}/{b:.0f}/{n:.0f} (x{c / b:.2f})"
-        for c, b, n in zip(rates["submit"], rates["bare"], rates["built"], strict=True)
-    )
+    rounds = zip(rates["submit"], rates["bare"], rates["built"], strict=True)
+    pairs = ", ".join(f"{c:.0f}/{b:.0f}/{n:.0f}" for c, b, n in rounds)
+    per_round = {
+        base: statistics.median(c / b for c, b in zip(rates["submit"], rates[base], strict=True))
+        for base in ("bare", "built")
+    }
     print(f"\nrounds submit/plain/no-chain: {pairs}; 64 threads: {scale['shared']:.1f} per commit")
+    print(
+        f"median of the per-round ratios, submit vs plain INSERT: x{per_round['bare']:.2f}, "
+        f"vs no chain: x{per_round['built']:.2f}"
+    )
     print(f"verify after the run: {scale['verify']}")
     sys.stdout.flush()
 
@@ -320,8 +327,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--markdown", action="store_true", help="print the docs/performance.md table")
     parser.add_argument("--scale-only", action="store_true", help="only the writer-scaling section")
+    parser.add_argument("--rounds", type=int, help="writer-scaling rounds (default 3, 1 with --quick)")
     args = parser.parse_args()
     n, per_writer, rounds = (1000, 200, 1) if args.quick else (5000, 1000, 3)
+    rounds = args.rounds or rounds
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     prefix = f"mcp-attest-bench:{uuid.uuid4().hex[:10]}:"
     try:

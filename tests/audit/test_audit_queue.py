@@ -248,3 +248,22 @@ def test_audit_postgres_sequencer_survives_losing_its_connection(
     assert _count(pg_url, pg_schema, "audit_records") == 3
     assert any("audit sequencer" in r.getMessage() for r in caplog.records)
     log.close()
+
+
+def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
+    pg_url: str, pg_schema: str, decisions: Decisions, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing cannot seal without the database: it says so and returns; the records stay durable."""
+    log = _log(pg_url, pg_schema)
+    ids = _submit(log, decisions, 2)
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    backend._conninfo = "postgresql://nobody@127.0.0.1:1/none"  # every reconnect now fails
+    assert backend._sequencer._conn is not None and backend._conn is not None
+    backend._sequencer._conn.close()
+    with caplog.at_level("WARNING", logger="mcp_attest.audit"):
+        log.close()
+    assert any("not sealed at close" in r.getMessage() for r in caplog.records)
+    assert _count(pg_url, pg_schema, "audit_queue") == 2
+    with _log(pg_url, pg_schema) as again:
+        assert [r.facts["attestationId"] for r in again.records()] == ids

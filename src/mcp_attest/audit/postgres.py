@@ -381,19 +381,7 @@ class PostgresAuditBackend:
         return self._batch.submit((draft, now))
 
     def _append_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[StoredRow]:
-        columns: list[list[Any]] = [[] for _ in range(7)]
-        for draft, now in batch:
-            values = (
-                draft.prefix.decode("utf-8"),
-                format_rfc3339(now),
-                draft.suffix.decode("utf-8"),
-                now,
-                draft.sub,
-                draft.tool,
-                draft.reason,
-            )
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
+        columns = _columns(batch)
         found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
         if found is None:  # pragma: no cover - CALL always returns its INOUT row
             raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
@@ -426,21 +414,9 @@ class PostgresAuditBackend:
             draft, now = batch[0]
             self._run(lambda conn: self._enqueue_one(conn, draft, now))
             return [True]
-        rows = [
-            (
-                draft.prefix.decode("utf-8"),
-                format_rfc3339(now),
-                draft.suffix.decode("utf-8"),
-                now,
-                draft.sub,
-                draft.tool,
-                draft.reason,
-            )
-            for draft, now in batch
-        ]
-        columns = [list(column) for column in zip(*rows, strict=True)]
+        columns = _columns(batch)
         self._run(lambda conn: conn.execute(self._q["enqueue_many"], columns, binary=True))
-        return [True] * len(rows)
+        return [True] * len(batch)
 
     def _enqueue_one(self, conn: psycopg.Connection[Any], draft: RecordDraft, now: float) -> None:
         """One draft, through libpq's prepared-statement call.
@@ -516,16 +492,40 @@ class PostgresAuditBackend:
         return self._run(work)
 
     def close(self) -> None:
-        """A writer seals what is queued (its own drafts and any left behind), then disconnects."""
+        """A writer seals what is queued (its own drafts and any left behind), then disconnects.
+
+        A database that cannot be reached is logged, not raised: the drafts
+        stay queued and durable, and the next writer to open the log seals them.
+        """
         try:
             self._sequencer.stop()
             if self._writer:
                 self.sequence(wait=True)
+        except AuditUnavailableError as exc:
+            logger.warning("audit records left queued at close: %s", exc)
         finally:
             self._sequencer.close()
             with self._lock:
                 if self._conn is not None:
                     self._conn.close()
+
+
+def _columns(batch: Sequence[tuple[RecordDraft, float]]) -> list[list[Any]]:
+    """A batch of drafts as the seven arrays both procedures take, in ``_QUEUED`` order."""
+    columns: list[list[Any]] = [[] for _ in range(7)]
+    for draft, now in batch:
+        values = (
+            draft.prefix.decode("utf-8"),
+            format_rfc3339(now),
+            draft.suffix.decode("utf-8"),
+            now,
+            draft.sub,
+            draft.tool,
+            draft.reason,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    return columns
 
 
 def _check(result: pq.abc.PGresult) -> None:
