@@ -299,10 +299,11 @@ class Verifier:
         return key
 
     def _v3_signature(self, call: _Call, env: Envelope, key: Key) -> None:
-        """V3 over the C1 bytes; A1's id is the hash of the same bytes."""
+        """V3 over the C1 bytes; A1's id is the hash of the same bytes, which ES256 and RS256 reuse."""
         data = env.signing_input()
-        call.attestation_id = hashlib.sha256(data).hexdigest()
-        if not key.verify(env.signature, data):
+        digest = hashlib.sha256(data).digest()
+        call.attestation_id = digest.hex()
+        if not key._verify_hashed(env.signature, data, digest):
             _reject(Reason.SIGNATURE_INVALID, "signature.mismatch")
 
     def _v4_time(self, call: _Call, env: Envelope) -> float:
