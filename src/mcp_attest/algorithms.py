@@ -130,15 +130,15 @@ class HS256Key(Key):
         return True
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
+        return self._verify_hashed(signature_hex, message, b"")  # HMAC reads the message, never a digest
+
+    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
         # Only ASCII text can be compared in constant time; anything but the
         # expected lowercase hex then simply differs from it (E7).
         if not signature_hex.isascii():
             return False
         expected = hmac.digest(self._secret, message, "sha256").hex()
         return hmac.compare_digest(expected, signature_hex)
-
-    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
-        return self.verify(signature_hex, message)
 
     def sign(self, message: bytes) -> str:
         return hmac.digest(self._secret, message, "sha256").hex()
