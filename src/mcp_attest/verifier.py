@@ -32,6 +32,8 @@ from mcp_attest.envelope import (
     Envelope,
     MalformedEnvelopeError,
     ToolCall,
+    _from_json,
+    _from_parsed,
     b64url_encode,
     parse_iat,
 )
@@ -274,15 +276,17 @@ class Verifier:
         try:
             if self._reader is not None:
                 return self._reader(_strict_object(envelope), max_ttl)
+            if type(envelope) is bytes:  # first: mypyc builds ``bytes | bytearray`` anew on every call
+                return _from_json(envelope, max_ttl)
             if isinstance(envelope, bytes | bytearray):
-                return Envelope.from_json(bytes(envelope), max_ttl=max_ttl)
+                return _from_json(bytes(envelope), max_ttl)
             if isinstance(envelope, str):
                 try:
                     data = envelope.encode("utf-8")
                 except UnicodeEncodeError:
                     _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
-                return Envelope.from_json(data, max_ttl=max_ttl)
-            return Envelope.from_parsed(envelope, max_ttl=max_ttl)
+                return _from_json(data, max_ttl)
+            return _from_parsed(envelope, max_ttl)
         except (MalformedEnvelopeError, CanonicalizationError) as exc:
             _reject(Reason.SIGNATURE_INVALID, exc.detail)
 
