@@ -7,6 +7,7 @@ reinterpreted as another algorithm's key (no algorithm confusion).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Final, Generic, TypeVar
@@ -15,7 +16,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, decode_dss_signature
 
 from mcp_attest.envelope import b64url_decode, b64url_encode, lower_hex_bytes
 from mcp_attest.errors import ConfigurationError
@@ -32,10 +33,16 @@ __all__ = [
 
 ALGORITHMS: Final = ("HS256", "ES256", "RS256")
 _P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+# Equal-length big-endian bytes compare as the numbers they spell, so the
+# 1..n-1 range check on r and s needs no int conversion.
+_P256_ORDER_BYTES: Final = _P256_ORDER.to_bytes(32, "big")
+_ZERO_32: Final = bytes(32)
 _MIN_HMAC_BYTES: Final = 32
 _MIN_RSA_BITS: Final = 2048
 _SHA256: Final = hashes.SHA256()
 _ECDSA: Final = ec.ECDSA(_SHA256)
+_SHA256_DIGEST: Final = Prehashed(_SHA256)
+_ECDSA_DIGEST: Final = ec.ECDSA(_SHA256_DIGEST)
 _PKCS1: Final = padding.PKCS1v15()
 _Public = TypeVar("_Public", ec.EllipticCurvePublicKey, rsa.RSAPublicKey)
 _Private = TypeVar("_Private", ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)
@@ -56,9 +63,20 @@ class Key(ABC):
     def can_sign(self) -> bool:
         """Whether the private half is present."""
 
-    @abstractmethod
     def verify(self, signature_hex: str, message: bytes) -> bool:
         """Check an E7 signature; never raises for a bad signature."""
+        return self._verify_hashed(signature_hex, message, hashlib.sha256(message).digest())
+
+    @abstractmethod
+    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
+        """``verify`` for a caller that already holds ``digest``, the SHA-256 of ``message``.
+
+        The verifier hashes the signing input for the attestation id (A1)
+        anyway; ES256 and RS256 check their signature against that digest
+        instead of having ``cryptography`` hash the message again, which
+        costs about 1 us of a 20-65 us verify. HS256 reads only ``message``
+        (HMAC is keyed, a plain digest is no use to it).
+        """
 
     @abstractmethod
     def sign(self, message: bytes) -> str:
@@ -112,6 +130,9 @@ class HS256Key(Key):
         return True
 
     def verify(self, signature_hex: str, message: bytes) -> bool:
+        return self._verify_hashed(signature_hex, message, b"")  # HMAC reads the message, never a digest
+
+    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
         # Only ASCII text can be compared in constant time; anything but the
         # expected lowercase hex then simply differs from it (E7).
         if not signature_hex.isascii():
@@ -172,16 +193,13 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
             raise KeyMaterialError(f"key {kid!r}: ES256 needs a P-256 key, got {public.curve.name}")
         super().__init__(kid, public, private)
 
-    def verify(self, signature_hex: str, message: bytes) -> bool:
+    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
         raw = lower_hex_bytes(signature_hex) if len(signature_hex) == 128 else None
-        if raw is None:
-            return False
-        r = int.from_bytes(raw[:32], "big")
-        s = int.from_bytes(raw[32:], "big")
-        if not (0 < r < _P256_ORDER and 0 < s < _P256_ORDER):
+        der = _der_signature(raw[:32], raw[32:]) if raw is not None else None
+        if der is None:
             return False
         try:
-            self._public.verify(_der_signature(raw[:32], raw[32:]), message, _ECDSA)
+            self._public.verify(der, digest, _ECDSA_DIGEST)
         except InvalidSignature:
             return False
         return True
@@ -210,18 +228,31 @@ class ES256Key(_AsymmetricKey[ec.EllipticCurvePublicKey, ec.EllipticCurvePrivate
 
 
 def _der_integer(big_endian: bytes) -> bytes:
-    """A positive DER INTEGER: minimal length, a zero byte before a set high bit."""
+    """A positive DER INTEGER: minimal length, a zero byte before a set high bit.
+
+    A 32-byte value without leading zero bytes (all but 1 in 256 of
+    them) takes one of two constant headers.
+    """
+    first = big_endian[0]
+    if first & 0x80:
+        return b"\x02\x21\x00" + big_endian
+    if first:
+        return b"\x02\x20" + big_endian
     digits = big_endian.lstrip(b"\x00")
     if digits[0] & 0x80:
         digits = b"\x00" + digits
     return b"\x02" + bytes((len(digits),)) + digits
 
 
-def _der_signature(r: bytes, s: bytes) -> bytes:
-    """``encode_dss_signature`` for the non-zero 32-byte r and s of P-256, without its int round trip.
+def _der_signature(r: bytes, s: bytes) -> bytes | None:
+    """``encode_dss_signature`` for the 32-byte r and s of P-256, or ``None`` unless both are in 1..n-1.
 
-    At most 2 * 35 bytes of content, so the short length form always applies.
+    Works on the bytes, with no int round trip (0.5 us of ES256's
+    overhead). At most 2 * 35 bytes of content, so the short length form
+    always applies.
     """
+    if not (_ZERO_32 < r < _P256_ORDER_BYTES and _ZERO_32 < s < _P256_ORDER_BYTES):
+        return None
     body = _der_integer(r) + _der_integer(s)
     return b"\x30" + bytes((len(body),)) + body
 
@@ -242,12 +273,12 @@ class RS256Key(_AsymmetricKey[rsa.RSAPublicKey, rsa.RSAPrivateKey]):
         super().__init__(kid, public, private)
         self._hex_len = 2 * ((public.key_size + 7) // 8)
 
-    def verify(self, signature_hex: str, message: bytes) -> bool:
+    def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
         raw = lower_hex_bytes(signature_hex) if len(signature_hex) == self._hex_len else None
         if raw is None:
             return False
         try:
-            self._public.verify(raw, message, _PKCS1, _SHA256)
+            self._public.verify(raw, digest, _PKCS1, _SHA256_DIGEST)
         except InvalidSignature:
             return False
         return True

@@ -32,6 +32,8 @@ from mcp_attest.envelope import (
     Envelope,
     MalformedEnvelopeError,
     ToolCall,
+    _from_json,
+    _from_parsed,
     b64url_encode,
     parse_iat,
 )
@@ -274,15 +276,17 @@ class Verifier:
         try:
             if self._reader is not None:
                 return self._reader(_strict_object(envelope), max_ttl)
+            if type(envelope) is bytes:  # first: mypyc builds ``bytes | bytearray`` anew on every call
+                return _from_json(envelope, max_ttl)
             if isinstance(envelope, bytes | bytearray):
-                return Envelope.from_json(bytes(envelope), max_ttl=max_ttl)
+                return _from_json(bytes(envelope), max_ttl)
             if isinstance(envelope, str):
                 try:
                     data = envelope.encode("utf-8")
                 except UnicodeEncodeError:
                     _reject(Reason.SIGNATURE_INVALID, "malformed.surrogate")
-                return Envelope.from_json(data, max_ttl=max_ttl)
-            return Envelope.from_parsed(envelope, max_ttl=max_ttl)
+                return _from_json(data, max_ttl)
+            return _from_parsed(envelope, max_ttl)
         except (MalformedEnvelopeError, CanonicalizationError) as exc:
             _reject(Reason.SIGNATURE_INVALID, exc.detail)
 
@@ -299,10 +303,11 @@ class Verifier:
         return key
 
     def _v3_signature(self, call: _Call, env: Envelope, key: Key) -> None:
-        """V3 over the C1 bytes; A1's id is the hash of the same bytes."""
+        """V3 over the C1 bytes; A1's id is the hash of the same bytes, which ES256 and RS256 reuse."""
         data = env.signing_input()
-        call.attestation_id = hashlib.sha256(data).hexdigest()
-        if not key.verify(env.signature, data):
+        digest = hashlib.sha256(data).digest()
+        call.attestation_id = digest.hex()
+        if not key._verify_hashed(env.signature, data, digest):
             _reject(Reason.SIGNATURE_INVALID, "signature.mismatch")
 
     def _v4_time(self, call: _Call, env: Envelope) -> float:

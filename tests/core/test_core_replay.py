@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
 import multiprocessing
 import os
 import threading
@@ -27,6 +29,8 @@ from _core_helpers import (
     sqlite_claim_worker,
     unsigned_wire,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mcp_attest import (
     InMemoryReplayStore,
@@ -290,6 +294,39 @@ def test_r3_in_memory_reclaim_after_expiry_and_growth() -> None:
     assert len(store) == len(keys)  # the expired key was reclaimed in place, not added
     with pytest.raises(ValueError):
         InMemoryReplayStore(max_entries=0)
+
+
+_STORE_OPS = st.lists(
+    st.tuples(st.booleans(), st.integers(0, 63), st.integers(0, 12), st.sampled_from([0.5, 1, 2.5, 4])),
+    max_size=150,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(filler=st.sampled_from([0, 480, 990]), ops=_STORE_OPS)
+def test_r3_in_memory_store_answers_as_a_dict_of_expiries(filler: int, ops: list[Any]) -> None:
+    """The open-addressing table against the plain model it compresses.
+
+    Keys that share their 16-byte prefix are one key; all others, filler
+    included, agree on their first eight bytes. The filler claims bring
+    the table to almost half full (so lookups probe past other keys), and
+    it grows under some runs; lifetimes end on and between whole seconds
+    (the table keeps seconds).
+    """
+    store = InMemoryReplayStore()
+    model: dict[bytes, int] = {}
+    for i in range(filler):
+        assert store.claim(bytes(8) + hashlib.sha256(b"%d" % i).digest()[:24], 10_000.5, 0.0)
+    keys = [bytes(8) + (n % 32).to_bytes(8, "big") + bytes([n]) * 16 for n in range(64)]
+    for is_claim, n, now, ttl in ops:
+        key, expires_at = keys[n], now + ttl
+        live = model.get(key[:16], 0) > now
+        if is_claim:
+            assert store.claim(key, expires_at, now) is not live
+            if not live:
+                model[key[:16]] = math.ceil(expires_at)
+        else:
+            assert store.is_claimed(key, now) is live
 
 
 def test_r3_stores_implement_the_protocol(tmp_path: Path) -> None:
