@@ -328,9 +328,11 @@ def main() -> None:
     parser.add_argument("--markdown", action="store_true", help="print the docs/performance.md table")
     parser.add_argument("--scale-only", action="store_true", help="only the writer-scaling section")
     parser.add_argument("--rounds", type=int, help="writer-scaling rounds (default 3, 1 with --quick)")
+    parser.add_argument("--records", type=int, help="records per writer (default 1000; 200 with --quick)")
     args = parser.parse_args()
     n, per_writer, rounds = (1000, 200, 1) if args.quick else (5000, 1000, 3)
     rounds = args.rounds or rounds
+    per_writer = args.records or per_writer
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     prefix = f"mcp-attest-bench:{uuid.uuid4().hex[:10]}:"
     try:
