@@ -63,11 +63,10 @@ class Key(ABC):
     def can_sign(self) -> bool:
         """Whether the private half is present."""
 
+    @abstractmethod
     def verify(self, signature_hex: str, message: bytes) -> bool:
         """Check an E7 signature; never raises for a bad signature."""
-        return self._verify_hashed(signature_hex, message, hashlib.sha256(message).digest())
 
-    @abstractmethod
     def _verify_hashed(self, signature_hex: str, message: bytes, digest: bytes) -> bool:
         """``verify`` for a caller that already holds ``digest``, the SHA-256 of ``message``.
 
@@ -75,8 +74,10 @@ class Key(ABC):
         anyway; ES256 and RS256 check their signature against that digest
         instead of having ``cryptography`` hash the message again, which
         costs about 1 us of a 20-65 us verify. HS256 reads only ``message``
-        (HMAC is keyed, a plain digest is no use to it).
+        (HMAC is keyed, a plain digest is no use to it). A key class of
+        one's own implements ``verify`` and inherits this.
         """
+        return self.verify(signature_hex, message)
 
     @abstractmethod
     def sign(self, message: bytes) -> str:
@@ -167,6 +168,9 @@ class _AsymmetricKey(Key, Generic[_Public, _Private]):
     @property
     def can_sign(self) -> bool:
         return self._private is not None
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        return self._verify_hashed(signature_hex, message, hashlib.sha256(message).digest())
 
     def _signer(self) -> _Private:
         private = self._private

@@ -44,6 +44,7 @@ from mcp_attest import (
     VerifierPolicy,
     generate_key,
 )
+from mcp_attest._build import PURE, active_build
 from mcp_attest.algorithms import KeyMaterialError, key_from_jwk
 from mcp_attest.envelope import b64url_encode, signing_input
 
@@ -452,3 +453,48 @@ def test_e7_key_verify_accepts_only_lowercase_hex(keys: dict[str, Key]) -> None:
     # "0x" / "_" spellings of the same integers, padded back to 128 chars
     assert keys["ES256"].verify("0x" + r.lstrip("0").rjust(62, "0") + s, message) is False
     assert keys["ES256"].verify(r[:1] + "_" + r[1:63] + s, message) is False
+
+
+class _KeyOfOnesOwn(Key):
+    """A key class written by a user: it implements ``verify``, as ``Key`` asks, nothing private."""
+
+    alg = "HS256"
+
+    def __init__(self, inner: HS256Key) -> None:
+        self.kid = inner.kid
+        self._inner = inner
+        self.calls = 0
+
+    @property
+    def can_sign(self) -> bool:
+        return True
+
+    def verify(self, signature_hex: str, message: bytes) -> bool:
+        self.calls += 1
+        return self._inner.verify(signature_hex, message)
+
+    def sign(self, message: bytes) -> str:
+        return self._inner.sign(message)
+
+    def public_jwk(self) -> dict[str, Any]:
+        return self._inner.public_jwk()
+
+    def private_jwk(self) -> dict[str, Any]:
+        return self._inner.private_jwk()
+
+
+@pytest.mark.skipif(
+    active_build() != PURE, reason="interpreted classes cannot subclass the compiled Key (pure build only)"
+)
+def test_core_a_key_class_of_ones_own_decides_through_its_verify() -> None:
+    """Regression: the digest handover made a private method abstract, breaking user key classes."""
+    key = _KeyOfOnesOwn(HS256Key(KID[HS], os.urandom(32)))
+    ring = Keyring().with_key(ISS[HS], key)
+    issuer = Issuer(ring, iss=ISS[HS], sub=SUB)
+    verifier = Verifier(ring, SERVER)
+    wire = issuer.sign(tool=TOOL, arguments=ARGS, server_fingerprint=SERVER, intent="x").to_wire()
+    assert verifier.verify(wire, tool=TOOL, arguments=ARGS).accepted
+    forged = {**wire, "signature": "00" * 32}
+    verdict = verifier.verify(forged, tool=TOOL, arguments=ARGS)
+    assert not verdict.accepted and verdict.reason == Reason.SIGNATURE_INVALID
+    assert key.calls == 2
