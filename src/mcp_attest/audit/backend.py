@@ -195,28 +195,16 @@ class GroupCommit(Generic[_In, _Out]):
         self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
+        slot: _Slot[_Out] = _Slot()
         with self._cond:
-            if not self._busy and not self._waiting:
-                # Alone: flush at once, without a slot to hand results through.
-                self._busy = True
-                self.flushes += 1
-                lone = True
-            else:
-                lone = False
-                slot: _Slot[_Out] = _Slot()
-                self._waiting.append((item, slot))
-                while not slot.done and self._busy:
-                    self._cond.wait()
-                if slot.done:
-                    return self._outcome(slot)
-                self._busy = True
-                self.flushes += 1
-                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
-        if lone:
-            try:
-                return self._flush([item])[0]
-            finally:
-                self._release([])
+            self._waiting.append((item, slot))
+            while not slot.done and self._busy:
+                self._cond.wait()
+            if slot.done:
+                return self._outcome(slot)
+            self._busy = True
+            self.flushes += 1
+            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
         try:
             results = self._flush([i for i, _ in batch])
         except BaseException as exc:
@@ -225,16 +213,12 @@ class GroupCommit(Generic[_In, _Out]):
         else:
             for (_, waiter), result in zip(batch, results, strict=True):
                 waiter.result = result
-        self._release(batch)
-        return self._outcome(slot)
-
-    def _release(self, batch: list[tuple[_In, _Slot[_Out]]]) -> None:
-        """End a flush: its callers' results are set; wake them and whoever waits to lead next."""
         with self._cond:
             for _, waiter in batch:
                 waiter.done = True
             self._busy = False
             self._cond.notify_all()
+        return self._outcome(slot)
 
     @staticmethod
     def _outcome(slot: _Slot[_Out]) -> _Out:
