@@ -492,7 +492,7 @@ def test_audit_postgres_recovers_after_its_connection_is_killed(
 ) -> None:
     with open_audit_log(pg_log_url) as log:
         decisions.fill(log, 2)
-        pid = log.backend._conn.info.backend_pid  # type: ignore[attr-defined]
+        pid = log.backend._main.conn.info.backend_pid  # type: ignore[attr-defined]
         with psycopg.connect(pg_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         verdict, wire = decisions.accepted()
@@ -612,7 +612,7 @@ def test_audit_postgres_append_waits_for_the_wal_flush(
         before = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
         decisions.fill(log, 40)
         for stmt in ("SELECT pg_stat_force_next_flush()", "SELECT 1"):  # publish the writer's WAL stats now
-            log.backend._run(lambda c, stmt=stmt: c.execute(stmt))  # type: ignore[attr-defined]
+            log.backend._main.run(lambda c, stmt=stmt: c.execute(stmt))  # type: ignore[attr-defined]
         after = conn.execute("SELECT wal_sync FROM pg_stat_wal").fetchone()
     assert before is not None and after is not None
     assert after[0] - before[0] >= 20  # about one flush per append (was 0-1 for 40)

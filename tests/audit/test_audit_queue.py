@@ -57,8 +57,8 @@ def _abandon(log: AuditLog) -> None:
     assert isinstance(backend, PostgresAuditBackend)
     backend._sequencer.stop()
     backend._sequencer.close()
-    assert backend._conn is not None
-    backend._conn.close()
+    assert backend._main.conn is not None
+    backend._main.conn.close()
 
 
 def test_audit_postgres_submit_is_durable_before_it_is_sealed(
@@ -197,8 +197,8 @@ def test_audit_postgres_submit_fails_closed_then_recovers_after_a_lost_connectio
     log = _log(pg_url, pg_schema)
     _submit(log, decisions, 1)
     backend = log.backend
-    assert isinstance(backend, PostgresAuditBackend) and backend._conn is not None
-    pid = backend._conn.info.backend_pid
+    assert isinstance(backend, PostgresAuditBackend) and backend._main.conn is not None
+    pid = backend._main.conn.info.backend_pid
     with psycopg.connect(pg_url, autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
     verdict, wire = decisions.accepted()
@@ -236,11 +236,11 @@ def test_audit_postgres_sequencer_survives_losing_its_connection(
     backend = log.backend
     assert isinstance(backend, PostgresAuditBackend)
     deadline = time.monotonic() + 5
-    while backend._sequencer._conn is None and time.monotonic() < deadline:
+    while backend._sequencer._session.conn is None and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert backend._sequencer._conn is not None
+    assert backend._sequencer._session.conn is not None
     with psycopg.connect(pg_url, autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", (backend._sequencer._conn.info.backend_pid,))
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend._sequencer._session.conn.info.backend_pid,))
     with caplog.at_level("WARNING", logger="mcp_attest.audit"):
         _submit(log, decisions, 2)
         while _count(pg_url, pg_schema, "audit_records") < 3 and time.monotonic() < deadline:
@@ -259,8 +259,8 @@ def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
     backend = log.backend
     assert isinstance(backend, PostgresAuditBackend)
     backend._conninfo = "postgresql://nobody@127.0.0.1:1/none"  # every reconnect now fails
-    assert backend._sequencer._conn is not None and backend._conn is not None
-    backend._sequencer._conn.close()
+    assert backend._sequencer._session.conn is not None and backend._main.conn is not None
+    backend._sequencer._session.conn.close()
     with caplog.at_level("WARNING", logger="mcp_attest.audit"):
         log.close()
     assert any("not sealed at close" in r.getMessage() for r in caplog.records)

@@ -237,8 +237,7 @@ class PostgresAuditBackend:
         self._conninfo = conninfo
         self._schema = schema
         self._timeout = max(1, round(connect_timeout))
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._main = _Session(self._connect, self._unavailable)
         self._enqueue_ready: psycopg.Connection[Any] | None = None  # the connection the INSERT is prepared on
         self._batch: GroupCommit[tuple[RecordDraft, float], StoredRow] = GroupCommit(self._append_many)
         self._queue: GroupCommit[tuple[RecordDraft, float], bool] = GroupCommit(self._enqueue_many)
@@ -264,7 +263,7 @@ class PostgresAuditBackend:
                 "chain_id": "SELECT value FROM {s}.audit_meta WHERE key = 'chain_id'",
             }.items()
         }
-        self._chain_id = self._run(self._migrate if create else self._check_schema)
+        self._chain_id = self._main.run(self._migrate if create else self._check_schema)
         self._writer = create
         if create:
             # Drafts a writer left queued when it died are sealed by the next one to open the log.
@@ -276,28 +275,13 @@ class PostgresAuditBackend:
 
     @property
     def location(self) -> str:
-        conn = self._conn
+        conn = self._main.conn
         if conn is None or conn.closed:
             return f"postgresql (schema {self._schema})"
         info = conn.info
         return f"postgresql://{info.user}@{info.host}:{info.port}/{info.dbname}?schema={self._schema}"
 
     # -- connection --------------------------------------------------------
-
-    def _run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
-        """Run ``work`` on a live connection; every driver fault is ``AuditUnavailableError``.
-
-        A connection broken by a failover or restart is replaced on the next
-        call, so the log recovers by itself once the server is back.
-        """
-        with self._lock:
-            try:
-                conn = self._conn
-                if conn is None or conn.closed or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
-                    conn = self._conn = self._connect()
-                return work(conn)
-            except psycopg.Error as exc:
-                raise self._unavailable(exc) from None
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._conninfo, autocommit=True, connect_timeout=self._timeout)
@@ -382,7 +366,7 @@ class PostgresAuditBackend:
 
     def _append_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[StoredRow]:
         columns = _columns(batch)
-        found = self._run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
+        found = self._main.run(lambda conn: conn.execute(self._q["append"], columns, binary=True).fetchone())
         if found is None:  # pragma: no cover - CALL always returns its INOUT row
             raise AuditUnavailableError(f"audit log {self.location}: append returned nothing")
         seq, prev, hashes = int(found[0]), str(found[1]), list(found[2])
@@ -412,10 +396,10 @@ class PostgresAuditBackend:
     def _enqueue_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[bool]:
         if len(batch) == 1:
             draft, now = batch[0]
-            self._run(lambda conn: self._enqueue_one(conn, draft, now))
+            self._main.run(lambda conn: self._enqueue_one(conn, draft, now))
             return [True]
         columns = _columns(batch)
-        self._run(lambda conn: conn.execute(self._q["enqueue_many"], columns, binary=True))
+        self._main.run(lambda conn: conn.execute(self._q["enqueue_many"], columns, binary=True))
         return [True] * len(batch)
 
     def _enqueue_one(self, conn: psycopg.Connection[Any], draft: RecordDraft, now: float) -> None:
@@ -464,32 +448,34 @@ class PostgresAuditBackend:
 
     def pending(self) -> int:
         """Queued drafts not sealed yet: acknowledged, but not in the chain so far."""
-        row = self._run(lambda conn: conn.execute(self._q["pending"]).fetchone())
+        row = self._main.run(lambda conn: conn.execute(self._q["pending"]).fetchone())
         return int(row[0]) if row else 0
 
     def add_checkpoint(self, seq: int, body: bytes) -> None:
-        self._run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))
+        self._main.run(lambda conn: conn.execute(self._q["add_checkpoint"], (seq, body.decode("utf-8"))))
 
     # -- reading -----------------------------------------------------------
 
     def rows(self, query: RecordQuery) -> list[StoredRow]:
         where, params = query_clauses(query, "%s")
         stmt = self._q["rows"] + where.encode("ascii")  # fixed clauses; every value is a bound parameter
-        return self._run(lambda conn: [StoredRow.from_db(r) for r in conn.execute(stmt, params).fetchall()])
+        return self._main.run(
+            lambda conn: [StoredRow.from_db(r) for r in conn.execute(stmt, params).fetchall()]
+        )
 
     def head(self) -> tuple[int, str]:
         def work(conn: psycopg.Connection[Any]) -> tuple[int, str]:
             row = conn.execute(self._q["head"]).fetchone()
             return (int(row[0]), str(row[1])) if row else (0, GENESIS_HASH)
 
-        return self._run(work)
+        return self._main.run(work)
 
     def checkpoints(self) -> list[tuple[int, bytes]]:
         def work(conn: psycopg.Connection[Any]) -> list[tuple[int, bytes]]:
             found = conn.execute(self._q["checkpoints"]).fetchall()
             return [(int(seq), str(body).encode("utf-8")) for seq, body in found]
 
-        return self._run(work)
+        return self._main.run(work)
 
     def close(self) -> None:
         """A writer seals what is queued (its own drafts and any left behind), then disconnects.
@@ -505,9 +491,7 @@ class PostgresAuditBackend:
             logger.warning("audit records left queued at close: %s", exc)
         finally:
             self._sequencer.close()
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
+            self._main.close()
 
 
 def _columns(batch: Sequence[tuple[RecordDraft, float]]) -> list[list[Any]]:
@@ -547,8 +531,8 @@ class _Sequencer:
     def __init__(self, backend: PostgresAuditBackend, interval: float) -> None:
         self._backend = backend
         self._interval = interval
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()  # starting and stopping the thread
+        self._session = _Session(backend._connect, backend._unavailable)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -568,13 +552,7 @@ class _Sequencer:
 
     def run(self, stmt: bytes, params: tuple[object, ...]) -> Any:
         """One sealing call on the sequencer's connection; None when another sealer is at work."""
-        with self._lock:
-            try:
-                if self._conn is None or self._conn.closed or self._conn.broken:
-                    self._conn = self._backend._connect()
-                row = self._conn.execute(stmt, params).fetchone()
-            except psycopg.Error as exc:
-                raise self._backend._unavailable(exc) from None
+        row = self._session.run(lambda conn: conn.execute(stmt, params).fetchone())
         return None if row is None else row[0]
 
     def stop(self) -> None:
@@ -585,6 +563,39 @@ class _Sequencer:
             thread.join()
 
     def close(self) -> None:
+        self._session.close()
+
+
+class _Session:
+    """One connection, opened on first use and replaced once broken; calls on it take turns.
+
+    Every driver fault comes out as ``AuditUnavailableError``: a failover or
+    restart fails the calls in flight, and the next call reconnects, so the
+    log recovers by itself once the server is back.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection[Any]],
+        unavailable: Callable[[psycopg.Error], AuditUnavailableError],
+    ) -> None:
+        self._connect = connect
+        self._unavailable = unavailable
+        self._lock = threading.Lock()
+        self.conn: psycopg.Connection[Any] | None = None
+
+    def run(self, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
+            try:
+                conn = self.conn
+                # pgconn.status: a raw libpq call (the enqueue path) leaves psycopg's ``broken`` unset.
+                if conn is None or conn.closed or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
+                    conn = self.conn = self._connect()
+                return work(conn)
+            except psycopg.Error as exc:
+                raise self._unavailable(exc) from None
+
+    def close(self) -> None:
+        with self._lock:
+            if self.conn is not None:
+                self.conn.close()
