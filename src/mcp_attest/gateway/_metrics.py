@@ -8,8 +8,10 @@ and stable, and keeping it here means the gateway extra needs nothing the
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections import Counter
+from collections.abc import Iterable
 
 __all__ = ["Metrics"]
 
@@ -73,64 +75,63 @@ class Metrics:
 
     def render(self) -> str:
         """The text exposition format, version 0.0.4."""
-        out: list[str] = []
         with self._lock:
-            out += [
-                "# HELP mcp_attest_gateway_calls_total tools/call requests by upstream and outcome.",
-                "# TYPE mcp_attest_gateway_calls_total counter",
-            ]
-            out += [
-                f"mcp_attest_gateway_calls_total{_labels(upstream=u, outcome=o)} {n}"
-                for (u, o), n in sorted(self.calls.items())
-            ]
-            out += [
-                "# HELP mcp_attest_gateway_verdicts_total Verification verdicts by upstream and reason.",
-                "# TYPE mcp_attest_gateway_verdicts_total counter",
-            ]
-            out += [
-                f"mcp_attest_gateway_verdicts_total{_labels(upstream=u, reason=r)} {n}"
-                for (u, r), n in sorted(self.verdicts.items())
-            ]
-            out += [
-                "# HELP mcp_attest_gateway_errors_total Protocol faults by kind.",
-                "# TYPE mcp_attest_gateway_errors_total counter",
-            ]
-            out += [
-                f"mcp_attest_gateway_errors_total{_labels(kind=k)} {n}"
-                for k, n in sorted(self.errors.items())
-            ]
-            out += [
-                "# HELP mcp_attest_gateway_refusals_total Clients refused at a limit, by limit.",
-                "# TYPE mcp_attest_gateway_refusals_total counter",
-            ]
-            out += [
-                f"mcp_attest_gateway_refusals_total{_labels(limit=k)} {n}"
-                for k, n in sorted(self.refusals.items())
-            ]
-            out += [
-                "# HELP mcp_attest_gateway_upstream_restarts_total Restarts of stdio upstream processes.",
-                "# TYPE mcp_attest_gateway_upstream_restarts_total counter",
-            ]
-            out += [
-                f"mcp_attest_gateway_upstream_restarts_total{_labels(upstream=u)} {n}"
-                for u, n in sorted(self.upstream_restarts.items())
-            ]
-            out += [
-                "# HELP mcp_attest_gateway_call_seconds Latency of tools/call through the gateway.",
-                "# TYPE mcp_attest_gateway_call_seconds histogram",
-            ]
-            cumulative = 0
-            for bound, count in zip((*_BUCKETS, float("inf")), self._hist, strict=True):
-                cumulative += count
-                le = "+Inf" if bound == float("inf") else repr(bound)
-                out.append(f"mcp_attest_gateway_call_seconds_bucket{_labels(le=le)} {cumulative}")
-            out.append(f"mcp_attest_gateway_call_seconds_sum {self._hist_sum}")
-            out.append(f"mcp_attest_gateway_call_seconds_count {self._hist_count}")
+            out = _family(
+                "mcp_attest_gateway_calls_total",
+                "counter",
+                "tools/call requests by upstream and outcome.",
+                ((_labels(upstream=u, outcome=o), n) for (u, o), n in sorted(self.calls.items())),
+            )
+            out += _family(
+                "mcp_attest_gateway_verdicts_total",
+                "counter",
+                "Verification verdicts by upstream and reason.",
+                ((_labels(upstream=u, reason=r), n) for (u, r), n in sorted(self.verdicts.items())),
+            )
+            out += _family(
+                "mcp_attest_gateway_errors_total",
+                "counter",
+                "Protocol faults by kind.",
+                ((_labels(kind=k), n) for k, n in sorted(self.errors.items())),
+            )
+            out += _family(
+                "mcp_attest_gateway_refusals_total",
+                "counter",
+                "Clients refused at a limit, by limit.",
+                ((_labels(limit=k), n) for k, n in sorted(self.refusals.items())),
+            )
+            out += _family(
+                "mcp_attest_gateway_upstream_restarts_total",
+                "counter",
+                "Restarts of stdio upstream processes.",
+                ((_labels(upstream=u), n) for u, n in sorted(self.upstream_restarts.items())),
+            )
+            bounds = [*(repr(b) for b in _BUCKETS), "+Inf"]
+            cumulative = list(itertools.accumulate(self._hist))
+            out += _family(
+                "mcp_attest_gateway_call_seconds",
+                "histogram",
+                "Latency of tools/call through the gateway.",
+                [
+                    *((f"_bucket{_labels(le=le)}", n) for le, n in zip(bounds, cumulative, strict=True)),
+                    ("_sum", self._hist_sum),
+                    ("_count", self._hist_count),
+                ],
+            )
             if self.checkpoint_key is not None:
-                name = "mcp_attest_gateway_audit_checkpoint_key_info"
-                out += [
-                    f"# HELP {name} The key signing audit checkpoints (RFC 7638 thumbprint).",
-                    f"# TYPE {name} gauge",
-                    f"{name}{_labels(thumbprint=self.checkpoint_key)} 1",
-                ]
+                out += _family(
+                    "mcp_attest_gateway_audit_checkpoint_key_info",
+                    "gauge",
+                    "The key signing audit checkpoints (RFC 7638 thumbprint).",
+                    [(_labels(thumbprint=self.checkpoint_key), 1)],
+                )
         return "\n".join(out) + "\n"
+
+
+def _family(name: str, kind: str, text: str, samples: Iterable[tuple[str, object]]) -> list[str]:
+    """One metric family: HELP and TYPE, then a line per sample (name suffix and labels, value)."""
+    return [
+        f"# HELP {name} {text}",
+        f"# TYPE {name} {kind}",
+        *(f"{name}{tail} {value}" for tail, value in samples),
+    ]
