@@ -42,6 +42,7 @@ class ConnectionLimits:
         self.per_client: Counter[str] = Counter()
 
 
+_LINGER = 1.0
 _STATUS = {
     408: b"408 Request Timeout",
     429: b"429 Too Many Requests",
@@ -58,6 +59,7 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             super().__init__(*args, **kwargs)
             self._peer = ""
             self._counted = False
+            self._refused = False
             self._head_bytes = 0
             self._in_head = True
             self._head_timer: asyncio.TimerHandle | None = None
@@ -90,6 +92,8 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             # Counted after parsing: a chunk that completes the head may carry the body too
             # (one write of head and body is common), so only chunks after which a head is
             # still incomplete count. One chunk is at most the loop's read size.
+            if self._refused:
+                return  # read and dropped while the refusal lingers (see _refuse)
             super().data_received(data)
             if self._in_head:
                 self._head_bytes += len(data)
@@ -129,10 +133,20 @@ def guarded_protocol(limits: ConnectionLimits) -> type[asyncio.Protocol]:
             limits.metrics.refusal(kind)
             self._disarm()
             self._in_head = False
-            if not self.transport.is_closing():
-                self.transport.write(
-                    b"HTTP/1.1 %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % _STATUS[status]
-                )
+            if self.transport.is_closing():
+                return
+            self._refused = True
+            self.transport.write(
+                b"HTTP/1.1 %s\r\ncontent-length: 0\r\nconnection: close\r\n\r\n" % _STATUS[status]
+            )
+            # Lingering close: a socket closed with the client's bytes still unread
+            # sends a reset, which can destroy the refusal before the client reads it
+            # (a client still sending a huge head). Send EOF, drop what arrives, and
+            # close when the client does or after _LINGER seconds.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(_LINGER, self.transport.close)
+            else:
                 self.transport.close()
 
     return GuardedProtocol
