@@ -122,6 +122,7 @@ def test_merkle_consistency_fails_for_a_rewritten_prefix() -> None:
     assert root_from_consistency(4, 7, ref_mth(data[:4]), proof) != tree.root()
 
 
+@pytest.mark.timing
 def test_merkle_inclusion_in_a_1000001_leaf_tree_is_fast_and_matches_the_reference() -> None:
     size = 1_000_001
     leaves = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(size)]

@@ -445,6 +445,8 @@ def test_audit_growth_rejected_call_records_are_bounded(
     assert received(log) == []
 
 
+# A latency bound: run alone (scripts/test's serial pass), not beside another worker's load.
+@pytest.mark.timing
 def test_audit_growth_large_argument_array_rejected_at_v0_does_not_block_other_clients(
     hs_keys: Path, tmp_path: Path, issuer: Issuer, http_gateway: Any
 ) -> None:
