@@ -86,10 +86,6 @@ _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # is held without waiting for a WAL flush; the second commit makes the batch
 # durable. It must write WAL of its own: PostgreSQL commits a transaction that
 # wrote none (an xid alone) without flushing.
-# Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
-# is held without waiting for a WAL flush; the second commit makes the batch
-# durable. It must write WAL of its own: PostgreSQL commits a transaction that
-# wrote none (an xid alone) without flushing.
 _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             p_prefix text[], p_recorded_at text[], p_suffix text[], p_ts double precision[],
             p_sub text[], p_tool text[], p_reason text[],
