@@ -105,6 +105,31 @@ def test_audit_postgres_close_seals_what_this_writer_queued(
     assert _count(pg_url, pg_schema, "audit_queue") == 0
 
 
+def test_audit_postgres_log_close_seals_once_and_a_bare_backend_close_still_seals(
+    pg_url: str, pg_schema: str, decisions: Decisions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AuditLog.close seals before its last checkpoint; the backend's close then has nothing left to seal."""
+    log = _log(pg_url, pg_schema)
+    _submit(log, decisions, 3)
+    backend = log.backend
+    assert isinstance(backend, PostgresAuditBackend)
+    waits: list[bool] = []
+    seal = backend.sequence
+
+    def counted(*, wait: bool = False) -> int:
+        waits.append(wait)
+        return seal(wait=wait)
+
+    monkeypatch.setattr(backend, "sequence", counted)
+    log.close()
+    assert waits.count(True) == 1
+    assert _count(pg_url, pg_schema, "audit_records") == 3
+    bare = PostgresAuditBackend(pg_url, schema=pg_schema, sequence_interval=3600)
+    bare.enqueue(_draft("agent-7", "search", None), time.time())
+    bare.close()  # no AuditLog in front: the backend's own close seals what it queued
+    assert (_count(pg_url, pg_schema, "audit_records"), _count(pg_url, pg_schema, "audit_queue")) == (4, 0)
+
+
 def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
     pg_url: str, pg_schema: str, decisions: Decisions
 ) -> None:
@@ -264,6 +289,7 @@ def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
     with caplog.at_level("WARNING", logger="mcp_attest.audit"):
         log.close()
     assert any("not sealed at close" in r.getMessage() for r in caplog.records)
+    assert not any("left queued at close" in r.getMessage() for r in caplog.records)  # said once, not twice
     assert _count(pg_url, pg_schema, "audit_queue") == 2
     with _log(pg_url, pg_schema) as again:
         assert [r.facts["attestationId"] for r in again.records()] == ids

@@ -238,6 +238,9 @@ class PostgresAuditBackend:
         self._batch: GroupCommit[tuple[RecordDraft, float], StoredRow] = GroupCommit(self._append_many)
         self._queue: GroupCommit[tuple[RecordDraft, float], bool] = GroupCommit(self._enqueue_many)
         self._sequencer = _Sequencer(self, sequence_interval)
+        # This process queued a draft since its last waiting seal began: only
+        # then does close seal again (AuditLog.close has sealed just before).
+        self._queued_since_seal = False
         self.on_sequenced: Callable[[int, int], None] | None = None
         s = sql.Identifier(schema)
         # Rendered once: psycopg would otherwise compose the text on every execute.
@@ -387,6 +390,7 @@ class PostgresAuditBackend:
         own and other processes', in batches under that lock.
         """
         self._sequencer.start_once()
+        self._queued_since_seal = True
         self._queue.submit((draft, now))
 
     def _enqueue_many(self, batch: Sequence[tuple[RecordDraft, float]]) -> list[bool]:
@@ -430,6 +434,8 @@ class PostgresAuditBackend:
 
         Without ``wait``, a sealer already at work elsewhere is left to it.
         """
+        if wait:
+            self._queued_since_seal = False  # before the drain: a draft queued meanwhile sets it again
         sealed = 0
         while True:
             found = self._sequencer.run(self._q["sequence"], (_SEQUENCE_BATCH, wait))
@@ -474,14 +480,15 @@ class PostgresAuditBackend:
         return self._main.run(work)
 
     def close(self) -> None:
-        """A writer seals what is queued (its own drafts and any left behind), then disconnects.
+        """A writer seals what it queued since its last waiting seal, then disconnects.
 
         A database that cannot be reached is logged, not raised: the drafts
-        stay queued and durable, and the next writer to open the log seals them.
+        stay queued and durable, and the next writer to open the log seals
+        them (as it seals whatever a dead writer left).
         """
         try:
             self._sequencer.stop()
-            if self._writer:
+            if self._writer and self._queued_since_seal:
                 self.sequence(wait=True)
         except AuditUnavailableError as exc:
             logger.warning("audit records left queued at close: %s", exc)
