@@ -235,7 +235,7 @@ class Route:
         try:
             self.audit.submit(verdict, tool=_bounded(tool), arguments=arguments, envelope=envelope)
         except Exception:
-            logger.exception("audit append failed; refusing the call")
+            logger.exception("audit record not kept; refusing the call")
             self.metrics.error("audit_unavailable")
             failed = _judged(
                 verdict,

@@ -99,7 +99,7 @@ def audit_hook(audit: AuditSink, then: VerdictHook | None = None) -> VerdictHook
         work = partial(
             audit.submit, verdict, tool=call.tool, arguments=call.arguments, envelope=call.envelope
         )
-        # Off the event loop when the append waits on the network, so other
+        # Off the event loop when the record waits on the network, so other
         # calls go on (and concurrent appends share the log's commit).
         if remote:
             await anyio.to_thread.run_sync(work)
