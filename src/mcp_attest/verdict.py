@@ -45,23 +45,28 @@ class ArgsBinding(enum.StrEnum):
     REDACTED = "redacted"
 
 
-_last_second: list[tuple[int, str]] = [(0, "1970-01-01T00:00:00")]
+_SECONDS: dict[int, str] = {}
+_SECONDS_KEPT = 64
 
 
 def format_rfc3339(epoch: float) -> str:
     """UTC timestamp with milliseconds, the form every fact and record uses.
 
     Every decision formats two (when verified, when recorded), nearly always
-    within the same second: the second's text is kept, ``strftime`` is not
-    run again. The cache is one immutable tuple, replaced whole.
+    within a second or two of each other: the text of recent seconds is
+    kept, so ``strftime`` runs about once a second. One remembered second
+    was not enough: a record whose verdict is a second old alternated
+    between two and missed every time. Dict operations are atomic under
+    the GIL, and a race only formats a second twice.
     """
     whole = int(epoch)
-    millis = int((epoch - whole) * 1000)
-    second, text = _last_second[0]
-    if second != whole:
+    text = _SECONDS.get(whole)
+    if text is None:
         text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _last_second[0] = (whole, text)
-    return f"{text}.{millis:03d}Z"
+        if len(_SECONDS) >= _SECONDS_KEPT:
+            _SECONDS.clear()
+        _SECONDS[whole] = text
+    return f"{text}.{int((epoch - whole) * 1000):03d}Z"
 
 
 def no_truth_value(result: object) -> TypeError:

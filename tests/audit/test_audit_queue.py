@@ -9,7 +9,9 @@ the same bytes, and a database fault is an error, never an acknowledgement.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
@@ -17,7 +19,7 @@ import pytest
 
 from _servers import Decisions
 from mcp_attest.audit import AuditLog, AuditUnavailableError
-from mcp_attest.audit.backend import RecordQuery
+from mcp_attest.audit.backend import GroupCommit, RecordQuery
 from mcp_attest.audit.checkpoint import CheckpointSigner
 from mcp_attest.audit.postgres import PostgresAuditBackend
 from mcp_attest.audit.record import RecordDraft
@@ -293,3 +295,62 @@ def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
     assert _count(pg_url, pg_schema, "audit_queue") == 2
     with _log(pg_url, pg_schema) as again:
         assert [r.facts["attestationId"] for r in again.records()] == ids
+
+
+class _Recorder:
+    """A flush that notes each batch and can be held open, to place callers around it."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[list[int]] = []
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+        self.fail = fail
+
+    def __call__(self, items: Sequence[int]) -> list[int]:
+        self.batches.append(list(items))
+        self.entered.set()
+        self.release.wait(5)
+        if self.fail:
+            raise AuditUnavailableError("database gone")
+        return [item * 10 for item in items]
+
+
+def test_audit_group_commit_lone_caller_flushes_alone_and_errors_reach_it() -> None:
+    """One writer thread: its own one-item flush, its own result; a failed flush leaves nothing busy."""
+    flush = _Recorder()
+    commits: GroupCommit[int, int] = GroupCommit(flush)
+    assert [commits.submit(1), commits.submit(2)] == [10, 20]
+    assert flush.batches == [[1], [2]] and commits.flushes == 2
+    flush.fail = True
+    with pytest.raises(AuditUnavailableError):
+        commits.submit(3)
+    flush.fail = False
+    assert commits.submit(4) == 40  # the failed flush released the queue
+
+
+def test_audit_group_commit_callers_arriving_during_a_lone_flush_share_the_next() -> None:
+    """Regression for the uncontended fast path: whoever arrives while it flushes is not stranded."""
+    flush = _Recorder()
+    flush.release.clear()
+    commits: GroupCommit[int, int] = GroupCommit(flush)
+    results: dict[int, int] = {}
+
+    def call(item: int) -> None:
+        results[item] = commits.submit(item)
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    assert flush.entered.wait(5)
+    others = [threading.Thread(target=call, args=(i,)) for i in (2, 3, 4)]
+    for thread in others:
+        thread.start()
+    deadline = time.monotonic() + 5
+    while len(commits._waiting) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    flush.release.set()
+    for thread in (first, *others):
+        thread.join(5)
+    assert results == {1: 10, 2: 20, 3: 30, 4: 40}
+    assert flush.batches[0] == [1] and sorted(flush.batches[1]) == [2, 3, 4]
+    assert commits.flushes == 2

@@ -564,3 +564,29 @@ def test_core_rfc3339_second_cache_equals_strftime(epochs: list[float]) -> None:
         whole = int(epoch)
         expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
         assert format_rfc3339(epoch) == f"{expected}.{int((epoch - whole) * 1000):03d}Z"
+
+
+def test_core_rfc3339_two_alternating_seconds_are_formatted_once_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression: a one-second cache missed every call when the verdict's and the record's alternated."""
+    calls: list[float] = []
+    real = time.strftime
+
+    def counting(fmt: str, parts: time.struct_time) -> str:
+        calls.append(time.mktime(parts))
+        return real(fmt, parts)
+
+    monkeypatch.setattr(time, "strftime", counting)
+    base = 1_900_000_000  # far from any second another test formats
+    texts = {format_rfc3339(base + (i % 2) + 0.25) for i in range(20)}
+    assert len(texts) == 2 and len(calls) == 2
+
+
+def test_core_rfc3339_second_cache_stays_bounded() -> None:
+    """A long-running process formats a new second every second: the cache must not grow with them."""
+    from mcp_attest import verdict  # noqa: PLC0415
+
+    for second in range(2_000_000_000, 2_000_000_500):
+        format_rfc3339(second + 0.5)
+    assert 0 < len(verdict._SECONDS) <= verdict._SECONDS_KEPT

@@ -189,22 +189,26 @@ class GroupCommit(Generic[_In, _Out]):
     def __init__(self, flush: Callable[[Sequence[_In]], Sequence[_Out]], *, max_batch: int = 512) -> None:
         self._flush = flush
         self._max = max_batch
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())  # never re-entered; a plain lock is cheaper
         self._waiting: list[tuple[_In, _Slot[_Out]]] = []
         self._busy = False
         self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
-        slot: _Slot[_Out] = _Slot()
+        slot: _Slot[_Out] | None = None
         with self._cond:
-            self._waiting.append((item, slot))
-            while not slot.done and self._busy:
-                self._cond.wait()
-            if slot.done:
-                return self._outcome(slot)
+            if self._busy or self._waiting:
+                slot = _Slot()
+                self._waiting.append((item, slot))
+                while not slot.done and self._busy:
+                    self._cond.wait()
+                if slot.done:
+                    return self._outcome(slot)
+                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
             self._busy = True
             self.flushes += 1
-            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+        if slot is None:
+            return self._flush_alone(item)
         try:
             results = self._flush([i for i, _ in batch])
         except BaseException as exc:
@@ -219,6 +223,19 @@ class GroupCommit(Generic[_In, _Out]):
             self._busy = False
             self._cond.notify_all()
         return self._outcome(slot)
+
+    def _flush_alone(self, item: _In) -> _Out:
+        """The uncontended case (one writer thread): no slot, no batch list, no wait.
+
+        Whoever arrived meanwhile waits for ``_busy`` to clear, as behind any leader.
+        """
+        try:
+            return self._flush((item,))[0]
+        finally:
+            with self._cond:
+                self._busy = False
+                if self._waiting:
+                    self._cond.notify_all()
 
     @staticmethod
     def _outcome(slot: _Slot[_Out]) -> _Out:

@@ -591,8 +591,9 @@ class _Session:
         with self._lock:
             try:
                 conn = self.conn
-                # pgconn.status: a raw libpq call (the enqueue path) leaves psycopg's ``broken`` unset.
-                if conn is None or conn.closed or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
+                # pgconn.status (BAD once closed): a raw libpq call (the enqueue path) leaves
+                # psycopg's ``broken`` unset.
+                if conn is None or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
                     conn = self.conn = self._connect()
                 return work(conn)
             except psycopg.Error as exc:

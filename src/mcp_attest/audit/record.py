@@ -139,22 +139,24 @@ class RecordDraft:
             "chainId": chain_id,
             "tool": tool,
             "facts": verdict.to_dict(),
+            "argsDigest": None,
         }
-        args = {} if arguments is None else dict(arguments)
-        try:
-            # None: the decision came before the arguments were judged (a gateway
-            # refusal, a verdict before V8); digesting them would be work for nothing.
-            digest = None if arguments is None else hashlib.sha256(canonicalize_arguments(args)).digest()
-            fields["argsDigest"] = None if digest is None else b64url_encode(digest)
-        except CanonicalizationError as exc:
-            # The verifier refused these arguments for the same reason (C3);
-            # the record says so instead of inventing a digest.
-            fields["argsDigest"] = None
-            fields["argsError"] = exc.detail
-        else:
-            kept = {name: args[name] for name in sorted(record_fields) if name in args}
-            if kept:
-                fields["args"] = kept
+        # None: the decision came before the arguments were judged (a gateway
+        # refusal, a verdict before V8); digesting them would be work for nothing.
+        if arguments is not None:
+            # A dict takes canonicalize's fast path; any other Mapping is copied into one.
+            args = arguments if type(arguments) is dict else dict(arguments)
+            try:
+                fields["argsDigest"] = b64url_encode(hashlib.sha256(canonicalize_arguments(args)).digest())
+            except CanonicalizationError as exc:
+                # The verifier refused these arguments for the same reason (C3);
+                # the record says so instead of inventing a digest.
+                fields["argsError"] = exc.detail
+            else:
+                if record_fields:
+                    kept = {name: args[name] for name in sorted(record_fields) if name in args}
+                    if kept:
+                        fields["args"] = kept
         if envelope is not None:
             fields["envelope"] = dict(envelope)
         # One JCS pass over the whole record, with a placeholder where the chain
