@@ -418,27 +418,26 @@ def _fast_ok(value: Any, depth: int) -> bool:
     if depth > MAX_DEPTH:
         return False
     t = type(value)
-    items: list[Any]
     if t is dict:
         obj: dict[Any, Any] = value  # typed, so that mypyc iterates it natively
-        for k in obj:
-            if type(k) is not str or (not k.isascii() and max(k) > "\uffff"):
+        for k, v in obj.items():
+            if type(k) is not str or (not k.isascii() and max(k) > "\uffff") or not _fast_member(v, depth):
                 return False
-        items = list(obj.values())
-    elif t is list:
-        items = value
-    else:
-        return _fast_leaf(value)
-    for v in items:
-        tv = type(v)
-        if tv is str or tv is bool or v is None:
-            continue
-        if tv is int:
-            if not -MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER:
-                return False
-        elif not _fast_ok(v, depth + 1):
-            return False
-    return True
+        return True
+    if t is list:
+        seq: list[Any] = value
+        return all(_fast_member(v, depth) for v in seq)
+    return _fast_leaf(value)
+
+
+def _fast_member(v: Any, depth: int) -> bool:
+    """One member or element: the common leaves inline, containers one level deeper."""
+    tv = type(v)
+    if tv is str or tv is bool or v is None:
+        return True
+    if tv is int:
+        return bool(-MAX_SAFE_INTEGER <= v <= MAX_SAFE_INTEGER)
+    return _fast_ok(v, depth + 1)
 
 
 def _fast_leaf(value: Any) -> bool:

@@ -632,3 +632,23 @@ def test_e2_empty_alg_is_malformed_empty_not_key_unavailable(
     # E2 (every schema string is non-empty) is more specific than K1's allowlist rule.
     full_wire["issuerAsserted"]["alg"] = ""
     _assert_malformed(_verify(verifier, full_wire), "malformed.empty")
+
+
+def test_e2_unknown_member_nested_past_orjson_writer_is_malformed_depth(
+    verifier: Verifier, keys: dict[str, Key]
+) -> None:
+    """Regression (found by hypothesis): 300 levels parse with orjson but do not write back.
+
+    The fast path's signing-input proof raised TypeError there, so the
+    verifier answered ``internal.error`` and logged a traceback per call.
+    """
+    wire = sign_wire(unsigned_wire(HS), keys[HS])
+    nested: Any = None
+    for _ in range(300):
+        nested = [nested]
+    wire["futureMember"] = nested  # after signing: the depth is refused before any signature check
+    raw = dumps(wire)
+    with pytest.raises(MalformedEnvelopeError) as refused:
+        Envelope.from_json(raw)
+    assert refused.value.detail == "malformed.depth"
+    _assert_malformed(_verify(verifier, raw), "malformed.depth")
