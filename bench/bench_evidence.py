@@ -348,8 +348,8 @@ def main() -> None:
     finally:
         with psycopg.connect(PG, autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}_scratch" CASCADE')
-            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}_scale" CASCADE')
+            for suffix in ("_scale", "_scale_scratch"):  # bench_scale's chain and its record-text scratch
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}{suffix}" CASCADE')
         client = redis.Redis.from_url(REDIS)
         for key in client.scan_iter(match=prefix + "*", count=1000):
             client.delete(key)
