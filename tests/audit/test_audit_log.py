@@ -30,6 +30,7 @@ from mcp_attest.audit import (
     SQLiteAuditBackend,
 )
 from mcp_attest.audit.record import GENESIS_HASH, RecordDraft, record_hash
+from mcp_attest.envelope import b64url_encode
 from mcp_attest.stores import open_audit_log
 from mcp_attest.verdict import format_rfc3339
 
@@ -625,3 +626,21 @@ def test_chain_report_has_no_truth_value(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"ChainReport has no truth value: read its \.accepted field"):
         bool(report)
     assert report.accepted and report.to_dict()["accepted"] is True
+
+
+def test_audit_record_digests_arguments_that_are_not_an_object(tmp_path: Path) -> None:
+    """Regression: the draft called ``dict()`` on the arguments.
+
+    An untyped caller's list raised, and ``[[1, 2]]`` was quietly recorded
+    as the object ``{1: 2}`` (then "not canonicalizable"). Any JSON value is
+    digested as sent; opted-in fields are only picked from an object.
+    """
+    verdict = Verdict(False, Reason.ARGS_COMMITMENT_MISMATCH, "args.not_bound", time.time(), "fp")
+    with open_audit_log(str(tmp_path / "a.db"), record_fields=("q",)) as log:
+        for arguments in ([1, 2], [[1, 2]], "text", 5, {"q": "kept"}):
+            record = log.append(verdict, tool="t", arguments=arguments, envelope=None)  # type: ignore[arg-type]
+            digest = hashlib.sha256(canonicalize(arguments)).digest()
+            assert record.body["argsDigest"] == b64url_encode(digest)
+            assert "argsError" not in record.body
+            assert record.body.get("args") == ({"q": "kept"} if isinstance(arguments, dict) else None)
+        assert log.verify().accepted

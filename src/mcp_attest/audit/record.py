@@ -145,7 +145,11 @@ class RecordDraft:
         # refusal, a verdict before V8); digesting them would be work for nothing.
         if arguments is not None:
             # A dict takes canonicalize's fast path; any other Mapping is copied into one.
-            args = arguments if type(arguments) is dict else dict(arguments)
+            # Anything else (an untyped caller's list or string) is digested as the JSON
+            # it is: dict() would raise, or quietly read [[1, 2]] as {1: 2}.
+            args: Any = arguments
+            if type(args) is not dict and isinstance(args, Mapping):
+                args = dict(args)
             try:
                 fields["argsDigest"] = b64url_encode(hashlib.sha256(canonicalize_arguments(args)).digest())
             except CanonicalizationError as exc:
@@ -153,7 +157,7 @@ class RecordDraft:
                 # the record says so instead of inventing a digest.
                 fields["argsError"] = exc.detail
             else:
-                if record_fields:
+                if record_fields and type(args) is dict:
                     kept = {name: args[name] for name in sorted(record_fields) if name in args}
                     if kept:
                         fields["args"] = kept
