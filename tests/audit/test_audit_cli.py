@@ -149,3 +149,25 @@ def test_cli_audit_tail_and_follow(logged: dict[str, Any], capsys: pytest.Captur
     writer.close()
     out, _ = capsys.readouterr()
     assert code == 0 and [json.loads(line)["seq"] for line in out.splitlines()] == [10, 11]
+
+
+@pytest.mark.parametrize("depth", [300, 2000], ids=["past-jcs-depth", "past-parser-depth"])
+def test_cli_audit_export_and_tail_of_an_unreadable_record_exit_1_naming_it(
+    logged: dict[str, Any], capsys: pytest.CaptureFixture[str], depth: int
+) -> None:
+    """Regression: an insider's deeply nested body made export and tail print a traceback.
+
+    300 levels parse but cannot be written as JCS; 2000 do not parse at
+    all. CLI.md: a broken chain is exit 1, never a Python traceback.
+    """
+    with sqlite3.connect(logged["path"]) as conn:
+        body = conn.execute("SELECT body FROM audit_records WHERE seq = 4").fetchone()[0]
+        nested = body[:-1] + ',"zz":' + "[" * depth + "]" * depth + "}"
+        conn.execute("UPDATE audit_records SET body = ? WHERE seq = 4", (nested,))
+    for argv in (("export", logged["url"]), ("tail", logged["url"], "--lines", "9")):
+        code, out, err = _run(capsys, *argv)
+        assert code == 1, argv
+        assert err.startswith("mcp-attest audit: broken: record 4: body ") and "Traceback" not in err
+        assert [json.loads(line)["seq"] for line in out.splitlines()] in ([1, 2, 3], [])  # the readable head
+    code, out, _ = _run(capsys, "verify", logged["url"], "--unsigned")
+    assert code == 1 and out.startswith(f"BROKEN: {logged['url']}: record 4: hash does not match")

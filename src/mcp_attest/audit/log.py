@@ -506,9 +506,12 @@ class _Verification:
             return "hash does not match the record's content (the record was edited)"
         try:
             record = AuditRecord.from_row(row)
-            canonical = canonicalize(record.body) == row.body
-        except (ValueError, CanonicalizationError):
+        except ValueError:
             return "record body is not a JSON object"
+        try:
+            canonical = canonicalize(record.body) == row.body
+        except CanonicalizationError:  # nested past 64 levels: no honest writer made it
+            canonical = False
         if not canonical:
             return "record body is not in canonical (JCS) form"
         body = record.body

@@ -234,10 +234,13 @@ class AuditRecord:
 
     @classmethod
     def from_row(cls, row: StoredRow) -> AuditRecord:
-        """Parse a stored body; raises ``ValueError`` when it is not a JSON object."""
-        body = orjson.loads(row.body)
+        """Parse a stored body; raises ``ValueError``, naming the record, when it is not a JSON object."""
+        try:
+            body = orjson.loads(row.body)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"record {row.seq}: body is not JSON ({exc})") from None
         if not isinstance(body, dict):
-            raise ValueError("record body is not a JSON object")
+            raise ValueError(f"record {row.seq}: body is not a JSON object")
         return cls(row.seq, row.hash, body)
 
     @property
@@ -263,5 +266,12 @@ class AuditRecord:
         return {**self.body, "hash": self.hash}
 
     def to_json(self) -> bytes:
-        """JCS bytes of ``to_dict``, so an exported line re-hashes byte for byte."""
-        return canonicalize(self.to_dict())
+        """JCS bytes of ``to_dict``, so an exported line re-hashes byte for byte.
+
+        Raises ``ValueError`` naming the record when the stored body holds
+        what JCS cannot write (only an edited database can: nesting past 64).
+        """
+        try:
+            return canonicalize(self.to_dict())
+        except CanonicalizationError as exc:
+            raise ValueError(f"record {self.seq}: body cannot be written as JCS ({exc})") from None
