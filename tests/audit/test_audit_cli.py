@@ -87,7 +87,13 @@ def test_cli_audit_verify_broken_chain_exits_1(
         (["verify", "LOG", "--unsigned", "--keys", "/no/such/keys.json"], "cannot read keyring"),
         (["verify", "LOG"], "give --checkpoint-keys"),
         (["verify", "LOG", "--checkpoint-keys", "/no/such/cp.json"], "cannot read checkpoint keys"),
-        (["tail", "LOG", "-n", "-1"], "--lines must be >= 0"),
+        (["tail", "LOG", "-n", "-1"], "--lines must be 0..1000000"),
+        # regressions: past SQLite's integer range and past time_t were tracebacks; NaN matched nothing
+        (["tail", "LOG", "-n", "99999999999999999999"], "--lines must be 0..1000000"),
+        (["tail", "LOG", "--follow", "--interval", "1e308"], "--interval must be more than 0"),
+        (["tail", "LOG", "--follow", "--interval", "nan"], "--interval must be more than 0"),
+        (["export", "LOG", "--since", "nan"], "not a time"),
+        (["export", "LOG", "--until", "inf"], "not a time"),
     ],
 )
 def test_cli_audit_usage_and_config_errors_exit_2_with_one_line(

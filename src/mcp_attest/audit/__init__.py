@@ -8,7 +8,13 @@ from a URL with ``mcp_attest.stores.open_audit_log``.
 from mcp_attest.audit.backend import AuditBackend, RecordQuery
 from mcp_attest.audit.checkpoint import Checkpoint, CheckpointSigner
 from mcp_attest.audit.log import AuditLog, BrokenRecord, ChainReport
-from mcp_attest.audit.record import AuditConfigError, AuditError, AuditRecord, AuditUnavailableError
+from mcp_attest.audit.record import (
+    AuditConfigError,
+    AuditError,
+    AuditRecord,
+    AuditRecordError,
+    AuditUnavailableError,
+)
 from mcp_attest.audit.sqlite import SQLiteAuditBackend
 
 __all__ = [
@@ -17,6 +23,7 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "AuditRecord",
+    "AuditRecordError",
     "AuditUnavailableError",
     "BrokenRecord",
     "ChainReport",

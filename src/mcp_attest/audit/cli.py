@@ -13,6 +13,7 @@ and the checkpoint key's public half are all it needs.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import threading
@@ -28,13 +29,15 @@ from mcp_attest.audit.backend import RecordQuery
 from mcp_attest.audit.custody import load_checkpoint_keys
 from mcp_attest.audit.log import AuditLog, ChainReport
 from mcp_attest.audit.proofs import check_proof, consistency_proof, inclusion_proof
-from mcp_attest.audit.record import AuditError, AuditRecord
+from mcp_attest.audit.record import AuditError, AuditRecord, AuditRecordError
 from mcp_attest.keys import Keyring, KeyringError
 from mcp_attest.stores import open_audit_log, open_witness
 
 __all__ = ["main"]
 
 _PROG = "mcp-attest audit"
+_MAX_TAIL = 1_000_000
+_MAX_INTERVAL = 60.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -100,18 +103,19 @@ def _checkpoint_keys(parser: argparse.ArgumentParser, *, required: bool = False)
 
 
 def _timestamp(text: str) -> float:
-    """Epoch seconds from an RFC 3339 time (any offset) or a plain number."""
+    """Epoch seconds from an RFC 3339 time (any offset) or a finite number."""
     try:
-        return float(text)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use RFC 3339 or epoch seconds)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            seconds = math.nan
+        else:
+            seconds = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    if not math.isfinite(seconds):  # NaN would match nothing, quietly
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (use RFC 3339 or epoch seconds)")
+    return seconds
 
 
 def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None = None) -> int:
@@ -239,7 +243,7 @@ def _printed(print_them: Callable[[], int | None]) -> int:
     """Print records; one that cannot be read back is a broken chain (exit 1), not a traceback."""
     try:
         return print_them() or 0
-    except ValueError as exc:  # AuditRecord.from_row and to_json name the record
+    except AuditRecordError as exc:
         print(f"{_PROG}: broken: {exc}", file=sys.stderr)
         return 1
 
@@ -251,8 +255,10 @@ def _print_records(records: Iterable[AuditRecord], out: TextIO) -> None:
 
 
 def _tail(log: AuditLog, args: argparse.Namespace, out: TextIO, stop: Callable[[], bool]) -> int:
-    if args.lines < 0:
-        return _fail("--lines must be >= 0")
+    if not 0 <= args.lines <= _MAX_TAIL:
+        return _fail(f"--lines must be 0..{_MAX_TAIL} (audit export prints everything)")
+    if not 0 < args.interval <= _MAX_INTERVAL:  # NaN fails this too
+        return _fail(f"--interval must be more than 0 and at most {_MAX_INTERVAL:g} seconds")
     newest = log.tail(args.lines) if args.lines else []
     _print_records(newest, out)
     if args.follow:

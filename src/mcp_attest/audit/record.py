@@ -30,6 +30,7 @@ __all__ = [
     "AuditConfigError",
     "AuditError",
     "AuditRecord",
+    "AuditRecordError",
     "AuditUnavailableError",
     "RecordDraft",
     "StoredRow",
@@ -60,6 +61,16 @@ class AuditUnavailableError(AuditError):
 
 class AuditConfigError(AuditError, ConfigurationError):
     """A URL, schema or option that can never work; retrying will not help."""
+
+
+class AuditRecordError(AuditError, ValueError):
+    """A stored record that cannot be read back; the message names its seq.
+
+    Only an edited database holds one (a body that is not JSON, not an
+    object, or nested deeper than JCS writes). ``audit verify`` reports it
+    as the chain's first bad record; readers that print records stop there.
+    A ``ValueError`` too, as ``AuditRecord.from_row`` always documented.
+    """
 
 
 def record_hash(body: bytes) -> str:
@@ -234,13 +245,13 @@ class AuditRecord:
 
     @classmethod
     def from_row(cls, row: StoredRow) -> AuditRecord:
-        """Parse a stored body; raises ``ValueError``, naming the record, when it is not a JSON object."""
+        """Parse a stored body; raises ``AuditRecordError`` when it is not a JSON object."""
         try:
             body = orjson.loads(row.body)
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"record {row.seq}: body is not JSON ({exc})") from None
+            raise AuditRecordError(f"record {row.seq}: body is not JSON ({exc})") from None
         if not isinstance(body, dict):
-            raise ValueError(f"record {row.seq}: body is not a JSON object")
+            raise AuditRecordError(f"record {row.seq}: body is not a JSON object")
         return cls(row.seq, row.hash, body)
 
     @property
@@ -268,10 +279,10 @@ class AuditRecord:
     def to_json(self) -> bytes:
         """JCS bytes of ``to_dict``, so an exported line re-hashes byte for byte.
 
-        Raises ``ValueError`` naming the record when the stored body holds
-        what JCS cannot write (only an edited database can: nesting past 64).
+        Raises ``AuditRecordError`` when the stored body holds what JCS
+        cannot write (only an edited database can: nesting past 64).
         """
         try:
             return canonicalize(self.to_dict())
         except CanonicalizationError as exc:
-            raise ValueError(f"record {self.seq}: body cannot be written as JCS ({exc})") from None
+            raise AuditRecordError(f"record {self.seq}: body cannot be written as JCS ({exc})") from None
