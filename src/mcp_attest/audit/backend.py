@@ -217,11 +217,7 @@ class GroupCommit(Generic[_In, _Out]):
         else:
             for (_, waiter), result in zip(batch, results, strict=True):
                 waiter.result = result
-        with self._cond:
-            for _, waiter in batch:
-                waiter.done = True
-            self._busy = False
-            self._cond.notify_all()
+        self._release(batch)
         return self._outcome(slot)
 
     def _flush_alone(self, item: _In) -> _Out:
@@ -232,10 +228,15 @@ class GroupCommit(Generic[_In, _Out]):
         try:
             return self._flush((item,))[0]
         finally:
-            with self._cond:
-                self._busy = False
-                if self._waiting:
-                    self._cond.notify_all()
+            self._release(())
+
+    def _release(self, batch: Sequence[tuple[_In, _Slot[_Out]]]) -> None:
+        """End a flush: its callers' results are set; wake them and whoever waits to lead next."""
+        with self._cond:
+            for _, waiter in batch:
+                waiter.done = True
+            self._busy = False
+            self._cond.notify_all()
 
     @staticmethod
     def _outcome(slot: _Slot[_Out]) -> _Out:

@@ -143,12 +143,16 @@ def main(argv: Sequence[str] | None = None, *, stop: Callable[[], bool] | None =
             return _verify(log, args, out)
         if args.command == "export":
             query = RecordQuery(args.since, args.until, args.sub, args.tool, args.reason)
-            return _printed(lambda: _print_records(log.records(query), out))
+            _print_records(log.records(query), out)
+            return 0
         if args.command == "prove":
             return _print_json(inclusion_proof(log, args.seq, args.tree_size), out)
         if args.command == "consistency":
             return _print_json(consistency_proof(log, args.old, args.new), out)
-        return _printed(lambda: _tail(log, args, out, stop or threading.Event().is_set))
+        return _tail(log, args, out, stop or threading.Event().is_set)
+    except AuditRecordError as exc:  # export or tail reached a record an edit made unreadable
+        print(f"{_PROG}: broken: {exc}", file=sys.stderr)
+        return 1
     except (AuditError, KeyringError) as exc:
         return _fail(str(exc))
     except KeyboardInterrupt:
@@ -237,15 +241,6 @@ _UNSAFE = re.compile("[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\
 
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
-
-
-def _printed(print_them: Callable[[], int | None]) -> int:
-    """Print records; one that cannot be read back is a broken chain (exit 1), not a traceback."""
-    try:
-        return print_them() or 0
-    except AuditRecordError as exc:
-        print(f"{_PROG}: broken: {exc}", file=sys.stderr)
-        return 1
 
 
 def _print_records(records: Iterable[AuditRecord], out: TextIO) -> None:
