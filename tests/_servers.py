@@ -209,9 +209,56 @@ def sqlite_chain(path: Path) -> Chain:
     return Chain(f"sqlite://{path}", "audit_records", run)
 
 
+# The insider's editing tool for PostgreSQL. Since schema 5, audit_records is a
+# view over each body's draft and its seal; an insider edits those tables, and
+# these triggers let the tests write "UPDATE records ..." on either backend. A
+# row goes back as a draft and a seal when its body splits exactly around its
+# chain members at its seq, and otherwise (garbage, a body moved to another
+# seq) verbatim into the table of records sealed before schema 5.
+_INSIDER_EDITS = """
+CREATE OR REPLACE FUNCTION {s}.insider_edit() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    d_id bigint;
+    p integer;
+    head text;
+    prev text;
+    rec text;
+    tail text;
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM {s}.audit_seals WHERE seq = OLD.seq;
+        DELETE FROM {s}.audit_records_v4 WHERE seq = OLD.seq;
+        IF TG_OP = 'DELETE' THEN
+            RETURN OLD;
+        END IF;
+    END IF;
+    p := strpos(NEW.body, '"prevHash":"');
+    head := left(NEW.body, p - 1);
+    prev := substr(NEW.body, p + 12, 64);
+    rec := substr(NEW.body, p + 92, 24);
+    tail := substr(NEW.body, p + 124 + length(NEW.seq::text));
+    IF p > 0 AND head || '"prevHash":"' || prev || '","recordedAt":"' || rec || '","seq":' || NEW.seq || tail
+            = NEW.body THEN
+        INSERT INTO {s}.audit_drafts (prefix, recorded_at, suffix, ts, sub, tool, reason)
+            VALUES (head, rec, tail, NEW.ts, NEW.sub, NEW.tool, NEW.reason) RETURNING id INTO d_id;
+        INSERT INTO {s}.audit_seals VALUES (NEW.seq, d_id, prev, NEW.hash);
+    ELSE
+        INSERT INTO {s}.audit_records_v4 (seq, hash, body, ts, sub, tool, reason)
+            VALUES (NEW.seq, NEW.hash, NEW.body, NEW.ts, NEW.sub, NEW.tool, NEW.reason);
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+CREATE OR REPLACE TRIGGER insider_edit INSTEAD OF INSERT OR UPDATE OR DELETE ON {s}.audit_records
+    FOR EACH ROW EXECUTE FUNCTION {s}.insider_edit();
+"""
+
+
 def pg_chain(pg_url: str, schema: str) -> Chain:
     def run(text: str, params: Sequence[Any]) -> list[Any]:
         with psycopg.connect(pg_url, autocommit=True) as conn:
+            if re.match(r"\s*(UPDATE|DELETE|INSERT)\b.*\baudit_records\b", text, re.S):
+                conn.execute(_INSIDER_EDITS.replace("{s}", f'"{schema}"'))  # type: ignore[arg-type]
             cur = conn.execute(text.replace("?", "%s"), params)  # type: ignore[arg-type]
             return cur.fetchall() if cur.description else []
 

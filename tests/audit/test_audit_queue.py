@@ -24,7 +24,7 @@ from mcp_attest.audit.checkpoint import CheckpointSigner
 from mcp_attest.audit.postgres import PostgresAuditBackend
 from mcp_attest.audit.record import RecordDraft
 from mcp_attest.keys import generate_key
-from mcp_attest.verdict import Reason, Verdict
+from mcp_attest.verdict import Reason, Verdict, format_rfc3339
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_audit_postgres_submit_is_durable_before_it_is_sealed(
 ) -> None:
     log = _log(pg_url, pg_schema)
     ids = _submit(log, decisions, 5)
-    assert _count(pg_url, pg_schema, "audit_queue") == 5
+    assert _count(pg_url, pg_schema, "audit_pending") == 5
     assert _count(pg_url, pg_schema, "audit_records") == 0
     report = log.verify(decisions.keyring)
     assert report.accepted and report.records == 0
@@ -77,7 +77,7 @@ def test_audit_postgres_submit_is_durable_before_it_is_sealed(
     assert isinstance(backend, PostgresAuditBackend)
     assert backend.pending() == 5
     assert backend.sequence() == 5
-    assert backend.pending() == 0 and _count(pg_url, pg_schema, "audit_queue") == 0
+    assert backend.pending() == 0 and _count(pg_url, pg_schema, "audit_pending") == 0
     report = log.verify(decisions.keyring)
     assert report.accepted and report.records == 5 and report.envelopes_verified == 5
     assert not [w for w in report.warnings if "queued" in w]
@@ -94,7 +94,7 @@ def test_audit_postgres_sequencer_seals_within_its_interval(
     while _count(pg_url, pg_schema, "audit_records") < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _count(pg_url, pg_schema, "audit_records") == 3
-    assert _count(pg_url, pg_schema, "audit_queue") == 0
+    assert _count(pg_url, pg_schema, "audit_pending") == 0
     log.close()
 
 
@@ -104,7 +104,7 @@ def test_audit_postgres_close_seals_what_this_writer_queued(
     with _log(pg_url, pg_schema) as log:
         _submit(log, decisions, 4)
     assert _count(pg_url, pg_schema, "audit_records") == 4
-    assert _count(pg_url, pg_schema, "audit_queue") == 0
+    assert _count(pg_url, pg_schema, "audit_pending") == 0
 
 
 def test_audit_postgres_log_close_seals_once_and_a_bare_backend_close_still_seals(
@@ -129,7 +129,7 @@ def test_audit_postgres_log_close_seals_once_and_a_bare_backend_close_still_seal
     bare = PostgresAuditBackend(pg_url, schema=pg_schema, sequence_interval=3600)
     bare.enqueue(_draft("agent-7", "search", None), time.time())
     bare.close()  # no AuditLog in front: the backend's own close seals what it queued
-    assert (_count(pg_url, pg_schema, "audit_records"), _count(pg_url, pg_schema, "audit_queue")) == (4, 0)
+    assert (_count(pg_url, pg_schema, "audit_records"), _count(pg_url, pg_schema, "audit_pending")) == (4, 0)
 
 
 def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
@@ -138,11 +138,11 @@ def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
     dead = _log(pg_url, pg_schema)
     ids = _submit(dead, decisions, 6)
     _abandon(dead)
-    assert _count(pg_url, pg_schema, "audit_queue") == 6
+    assert _count(pg_url, pg_schema, "audit_pending") == 6
     reader = PostgresAuditBackend(pg_url, schema=pg_schema, create=False)
     assert reader.pending() == 6  # readers never write: the records stay queued
     reader.close()
-    assert _count(pg_url, pg_schema, "audit_queue") == 6
+    assert _count(pg_url, pg_schema, "audit_pending") == 6
     with _log(pg_url, pg_schema) as log:
         assert [r.facts["attestationId"] for r in log.records()] == ids
         assert log.verify(decisions.keyring).accepted
@@ -292,7 +292,7 @@ def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
         log.close()
     assert any("not sealed at close" in r.getMessage() for r in caplog.records)
     assert not any("left queued at close" in r.getMessage() for r in caplog.records)  # said once, not twice
-    assert _count(pg_url, pg_schema, "audit_queue") == 2
+    assert _count(pg_url, pg_schema, "audit_pending") == 2
     with _log(pg_url, pg_schema) as again:
         assert [r.facts["attestationId"] for r in again.records()] == ids
 
@@ -354,3 +354,104 @@ def test_audit_group_commit_callers_arriving_during_a_lone_flush_share_the_next(
     assert results == {1: 10, 2: 20, 3: 30, 4: 40}
     assert flush.batches[0] == [1] and sorted(flush.batches[1]) == [2, 3, 4]
     assert commits.flushes == 2
+
+
+def test_audit_postgres_schema_v4_log_with_queued_drafts_migrates_to_write_once(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """A schema 4 log (full bodies in audit_records, drafts in audit_queue) keeps both under schema 5.
+
+    Its sealed records stay as they were, its queued drafts are sealed after
+    them, and new records continue the same chain.
+    """
+    from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - builds a v4 schema by hand
+    from mcp_attest.audit.record import GENESIS_HASH  # noqa: PLC0415
+
+    ident = psycopg.sql.Identifier(pg_schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA {s}").format(s=ident))
+        conn.execute(psycopg.sql.SQL("CREATE TABLE {s}.schema_version (version integer)").format(s=ident))
+        for step in _MIGRATIONS[:4]:
+            for stmt in step:
+                conn.execute(psycopg.sql.SQL(stmt).format(s=ident))
+        conn.execute(psycopg.sql.SQL("INSERT INTO {s}.schema_version VALUES (4)").format(s=ident))
+        conn.execute(psycopg.sql.SQL("INSERT INTO {s}.audit_meta VALUES ('chain_id', 'c4')").format(s=ident))
+        prev = GENESIS_HASH
+        for seq in (1, 2):
+            verdict, wire = decisions.accepted(q=f"sealed {seq}")
+            draft = RecordDraft.build(
+                verdict, chain_id="c4", tool="search", arguments={"q": f"sealed {seq}"}, envelope=wire
+            )
+            row = draft.seal(seq, prev, 1e9 + seq)
+            conn.execute(
+                psycopg.sql.SQL("INSERT INTO {s}.audit_records VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
+                    s=ident
+                ),
+                (row.seq, row.hash, row.ts, row.sub, row.tool, row.reason, row.body.decode()),
+            )
+            prev = row.hash
+        for n in range(3):
+            verdict, wire = decisions.accepted(q=f"queued {n}")
+            draft = RecordDraft.build(
+                verdict, chain_id="c4", tool="search", arguments={"q": f"queued {n}"}, envelope=wire
+            )
+            conn.execute(
+                psycopg.sql.SQL(
+                    "INSERT INTO {s}.audit_queue (prefix, recorded_at, suffix, ts, sub, tool, reason) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(s=ident),
+                (
+                    draft.prefix.decode(),
+                    format_rfc3339(1e9 + 5),
+                    draft.suffix.decode(),
+                    1e9 + 5,
+                    draft.sub,
+                    "search",
+                    None,
+                ),
+            )
+    with _log(pg_url, pg_schema) as log:  # opening migrates, then seals what the v4 writers queued
+        assert [r.seq for r in log.records()] == [1, 2, 3, 4, 5]
+        _submit(log, decisions, 2)
+    assert _count(pg_url, pg_schema, "audit_records_v4") == 2
+    assert _count(pg_url, pg_schema, "audit_seals") == 5
+    with _log(pg_url, pg_schema) as log:
+        report = log.verify(decisions.keyring)
+        assert report.accepted and report.records == 7, report.broken
+        assert [r.facts["attestationId"] is not None for r in log.records()] == [True] * 7
+
+
+def test_audit_postgres_sealing_probes_only_queued_drafts(
+    pg_url: str, pg_schema: str, decisions: Decisions
+) -> None:
+    """Regression: sealing merge-joined the queue with every draft ever written (slower as the log grew).
+
+    The sealing function turns merge and hash joins off; under those
+    settings its query walks the queue and probes each draft by id.
+    """
+    with _log(pg_url, pg_schema) as log:
+        _submit(log, decisions, 30)
+        assert isinstance(log.backend, PostgresAuditBackend)
+        log.backend.sequence()
+        _submit(log, decisions, 2)
+    ident = psycopg.sql.Identifier(pg_schema)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("ANALYZE {s}.audit_drafts").format(s=ident))
+        found = conn.execute(
+            "SELECT proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+            "WHERE n.nspname = %s AND p.proname = 'audit_sequence'",
+            (pg_schema,),
+        ).fetchone()
+        assert found is not None
+        settings = [item.split("=") for item in found[0]]
+        for name, value in settings:
+            conn.execute(psycopg.sql.SQL("SET {} = {}").format(psycopg.sql.Identifier(name), value))
+        plan = conn.execute(
+            psycopg.sql.SQL(
+                "EXPLAIN SELECT d.id FROM {s}.audit_pending p JOIN {s}.audit_drafts d ON d.id = p.id "
+                "ORDER BY p.id LIMIT 5000"
+            ).format(s=ident)
+        ).fetchall()
+    assert sorted(name for name, _ in settings) == ["enable_hashjoin", "enable_mergejoin"]
+    text = "\n".join(line for line, in plan)
+    assert "Nested Loop" in text and "Merge Join" not in text and "Hash Join" not in text, text

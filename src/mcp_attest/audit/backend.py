@@ -189,26 +189,44 @@ class GroupCommit(Generic[_In, _Out]):
     def __init__(self, flush: Callable[[Sequence[_In]], Sequence[_Out]], *, max_batch: int = 512) -> None:
         self._flush = flush
         self._max = max_batch
-        self._cond = threading.Condition(threading.Lock())  # never re-entered; a plain lock is cheaper
+        # The lone caller's path takes the bare lock (a C call); only a caller
+        # that has to wait goes through the Condition, and only then is it notified.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._waiting: list[tuple[_In, _Slot[_Out]]] = []
         self._busy = False
+        self._sleepers = 0
         self.flushes = 0  # items / flushes is the mean batch: how many callers shared each commit
 
     def submit(self, item: _In) -> _Out:
-        slot: _Slot[_Out] | None = None
-        with self._cond:
-            if self._busy or self._waiting:
-                slot = _Slot()
-                self._waiting.append((item, slot))
+        with self._lock:
+            lone = not (self._busy or self._waiting)
+            if lone:
+                self._busy = True
+                self.flushes += 1
+        if lone:
+            try:
+                return self._flush((item,))[0]
+            finally:
+                self._release(())
+        return self._follow(item)
+
+    def _follow(self, item: _In) -> _Out:
+        """Someone is flushing: wait to be written in a batch, or to lead the next one."""
+        slot: _Slot[_Out] = _Slot()
+        with self._lock:
+            self._waiting.append((item, slot))
+            self._sleepers += 1
+            try:
                 while not slot.done and self._busy:
                     self._cond.wait()
-                if slot.done:
-                    return self._outcome(slot)
-                batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
+            finally:
+                self._sleepers -= 1
+            if slot.done:
+                return self._outcome(slot)
+            batch, self._waiting = self._waiting[: self._max], self._waiting[self._max :]
             self._busy = True
             self.flushes += 1
-        if slot is None:
-            return self._flush_alone(item)
         try:
             results = self._flush([i for i, _ in batch])
         except BaseException as exc:
@@ -220,23 +238,14 @@ class GroupCommit(Generic[_In, _Out]):
         self._release(batch)
         return self._outcome(slot)
 
-    def _flush_alone(self, item: _In) -> _Out:
-        """The uncontended case (one writer thread): no slot, no batch list, no wait.
-
-        Whoever arrived meanwhile waits for ``_busy`` to clear, as behind any leader.
-        """
-        try:
-            return self._flush((item,))[0]
-        finally:
-            self._release(())
-
     def _release(self, batch: Sequence[tuple[_In, _Slot[_Out]]]) -> None:
         """End a flush: its callers' results are set; wake them and whoever waits to lead next."""
-        with self._cond:
+        with self._lock:
             for _, waiter in batch:
                 waiter.done = True
             self._busy = False
-            self._cond.notify_all()
+            if self._sleepers:
+                self._cond.notify_all()
 
     @staticmethod
     def _outcome(slot: _Slot[_Out]) -> _Out:

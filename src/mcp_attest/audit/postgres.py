@@ -30,10 +30,20 @@ server computed, so a server that sealed differently is caught at once.
 
 Scaling past the lock (schema 4): ``enqueue`` (``AuditLog.submit``, what
 the guard and the gateway call) makes a draft durable with one plain
-INSERT into ``audit_queue`` and never touches the lock; each writing
-process's sequencer seals queued drafts, from every writer, in batches
-under the lock (``audit_sequence``), deleting them from the queue in the
-same transaction. The chain then advances at the rate writers can INSERT.
+INSERT and never touches the lock; each writing process's sequencer seals
+queued drafts, from every writer, in batches under the lock
+(``audit_sequence``). The chain then advances at the rate writers can INSERT.
+
+Each body written once (schema 5): the draft stays where the writer put
+it (``audit_drafts``), and ``audit_pending`` lists the drafts not sealed
+yet (the writer's INSERT adds both, in one statement). Sealing reads each
+pending draft, adds a small ``audit_seals`` row (seq, draft, prevHash,
+hash) and drops it from ``audit_pending``, in one transaction: a draft is
+sealed exactly once or stays pending. The ``audit_records`` view splices
+each body exactly as sealing did, and also shows the records sealed in
+full before schema 5 (``audit_records_v4``), so readers see one chain.
+Schema 4 wrote every body twice (queue, then records) and deleted it from
+the queue: twice the WAL, and the sealing that 8 writers paid most for.
 
 Tables live in one PostgreSQL schema (default ``mcp_attest``), created and
 migrated by this module under an advisory lock, so several processes
@@ -81,7 +91,14 @@ _QUEUED = "prefix, recorded_at, suffix, ts, sub, tool, reason"
 _ENQUEUE = b"mcp_attest_enqueue"
 _BINARY = [pq.Format.BINARY] * 7
 _FLOAT8 = struct.Struct("!d")
+_CONNECTED = pq.ConnStatus.OK  # enum members looked up once: each lookup is a Python-level descriptor call
+_COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# The chain's head: the newest seal, or the newest record sealed before schema 5.
+_HEAD = (
+    "SELECT h.seq, h.hash INTO h_seq, h_hash FROM (SELECT seq, hash FROM {s}.audit_seals "
+    "UNION ALL SELECT seq, hash FROM {s}.audit_records_v4) h ORDER BY h.seq DESC LIMIT 1"
+)
 # Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
 # is held without waiting for a WAL flush; the second commit makes the batch
 # durable. It must write WAL of its own: PostgreSQL commits a transaction that
@@ -95,11 +112,13 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
         DECLARE
             h_seq bigint;
             h_hash text;
+            prev text;
             body text;
+            d_id bigint;
         BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
             PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
-            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            HEAD;
             IF NOT FOUND THEN
                 h_seq := 0;
                 h_hash := repeat('0', 64);
@@ -109,28 +128,33 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             hashes := '{{}}';
             FOR i IN 1 .. coalesce(array_length(p_prefix, 1), 0) LOOP
                 h_seq := h_seq + 1;
-                body := p_prefix[i] || '"prevHash":"' || h_hash || '","recordedAt":"' || p_recorded_at[i]
+                prev := h_hash;
+                body := p_prefix[i] || '"prevHash":"' || prev || '","recordedAt":"' || p_recorded_at[i]
                     || '","seq":' || h_seq || p_suffix[i];
                 h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
                 hashes := hashes || h_hash;
-                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
-                    VALUES (h_seq, h_hash, body, p_ts[i], p_sub[i], p_tool[i], p_reason[i]);
+                INSERT INTO {s}.audit_drafts (prefix, recorded_at, suffix, ts, sub, tool, reason)
+                    VALUES (p_prefix[i], p_recorded_at[i], p_suffix[i], p_ts[i], p_sub[i], p_tool[i],
+                    p_reason[i]) RETURNING id INTO d_id;
+                INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash) VALUES (h_seq, d_id, prev, h_hash);
             END LOOP;
             COMMIT;
             PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
         END
-        $fn$"""
-# Seals up to p_max queued drafts, oldest first, and removes them from the
-# queue in the same transaction: a draft is sealed exactly once or stays
-# queued. Without p_wait a sealer already at work (another process's
+        $fn$""".replace("HEAD", _HEAD)
+# Seals up to p_max pending drafts, oldest first, and drops them from
+# audit_pending in the same transaction: a draft is sealed exactly once or
+# stays pending. Without p_wait a sealer already at work (another process's
 # sequencer, an inline append) is left to it: NULL, try again later.
 # Returns the head seq before and after.
+# The drafts are found through audit_pending, a probe per draft: the planner,
+# left to itself, merge-joins from the first draft ever written.
 _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wait boolean)
-        RETURNS bigint[] LANGUAGE plpgsql AS $fn$
+        RETURNS bigint[] LANGUAGE plpgsql SET enable_mergejoin = off SET enable_hashjoin = off AS $fn$
         DECLARE
             h_seq bigint;
             h_hash text;
-            body text;
+            prev text;
             before bigint;
             ids bigint[] := '{{}}';
             q record;
@@ -140,25 +164,36 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             ELSIF NOT pg_try_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}')) THEN
                 RETURN NULL;
             END IF;
-            SELECT r.seq, r.hash INTO h_seq, h_hash FROM {s}.audit_records r ORDER BY r.seq DESC LIMIT 1;
+            HEAD;
             IF NOT FOUND THEN
                 h_seq := 0;
                 h_hash := repeat('0', 64);
             END IF;
             before := h_seq;
-            FOR q IN SELECT * FROM {s}.audit_queue ORDER BY id LIMIT p_max LOOP
+            FOR q IN SELECT d.id, d.prefix, d.recorded_at, d.suffix FROM {s}.audit_pending p
+                    JOIN {s}.audit_drafts d ON d.id = p.id ORDER BY p.id LIMIT p_max LOOP
                 h_seq := h_seq + 1;
-                body := q.prefix || '"prevHash":"' || h_hash || '","recordedAt":"' || q.recorded_at
-                    || '","seq":' || h_seq || q.suffix;
-                h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
-                INSERT INTO {s}.audit_records (seq, hash, body, ts, sub, tool, reason)
-                    VALUES (h_seq, h_hash, body, q.ts, q.sub, q.tool, q.reason);
+                prev := h_hash;
+                h_hash := encode(sha256(convert_to(q.prefix || '"prevHash":"' || prev || '","recordedAt":"'
+                    || q.recorded_at || '","seq":' || h_seq || q.suffix, 'UTF8')), 'hex');
+                INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash) VALUES (h_seq, q.id, prev, h_hash);
                 ids := ids || q.id;
             END LOOP;
-            DELETE FROM {s}.audit_queue WHERE id = ANY(ids);
+            DELETE FROM {s}.audit_pending WHERE id = ANY(ids);
             RETURN ARRAY[before, h_seq];
         END
-        $fn$"""
+        $fn$""".replace("HEAD", _HEAD)
+# Schema 5 stores each body once: the draft a writer queued stays in
+# audit_drafts, and sealing adds a small audit_seals row (seq, the draft,
+# prevHash, hash). Records sealed in full before schema 5 stay in
+# audit_records_v4; the audit_records view reads both as one chain, the
+# body spliced exactly as sealing spliced it.
+_RECORDS_VIEW = """CREATE VIEW {s}.audit_records AS
+        SELECT seq, hash, body, ts, sub, tool, reason FROM {s}.audit_records_v4
+        UNION ALL
+        SELECT s.seq, s.hash, d.prefix || '"prevHash":"' || s.prev_hash || '","recordedAt":"' || d.recorded_at
+            || '","seq":' || s.seq || d.suffix, d.ts, d.sub, d.tool, d.reason
+        FROM {s}.audit_seals s JOIN {s}.audit_drafts d ON d.id = s.draft"""
 _MIGRATIONS: Sequence[Sequence[str]] = (
     (
         "CREATE TABLE {s}.audit_meta (key text PRIMARY KEY, value text NOT NULL)",
@@ -200,6 +235,24 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         "CREATE TABLE {s}.audit_queue (id bigserial PRIMARY KEY, prefix text NOT NULL, "
         "recorded_at text NOT NULL, suffix text NOT NULL, ts double precision NOT NULL, sub text, "
         "tool text NOT NULL, reason text)",
+        _SEQUENCE,
+    ),
+    # Version 5: each body written once (see _RECORDS_VIEW); audit_pending lists the queued drafts.
+    (
+        "ALTER TABLE {s}.audit_records RENAME TO audit_records_v4",
+        "ALTER INDEX {s}.audit_records_pkey RENAME TO audit_records_v4_pkey",
+        "ALTER INDEX {s}.audit_records_ts RENAME TO audit_records_v4_ts",
+        "ALTER TABLE {s}.audit_queue RENAME TO audit_drafts",
+        "ALTER INDEX {s}.audit_queue_pkey RENAME TO audit_drafts_pkey",
+        "ALTER SEQUENCE {s}.audit_queue_id_seq RENAME TO audit_drafts_id_seq",
+        # BRIN: ts grows with id, and a writer pays next to nothing to keep it.
+        "CREATE INDEX audit_drafts_ts ON {s}.audit_drafts USING brin (ts)",
+        "CREATE TABLE {s}.audit_pending (id bigint PRIMARY KEY)",
+        "INSERT INTO {s}.audit_pending SELECT id FROM {s}.audit_drafts",
+        "CREATE TABLE {s}.audit_seals (seq bigint PRIMARY KEY, draft bigint NOT NULL, "
+        "prev_hash text NOT NULL, hash text NOT NULL)",
+        _RECORDS_VIEW,
+        _APPEND_MANY,
         _SEQUENCE,
     ),
 )
@@ -248,13 +301,15 @@ class PostgresAuditBackend:
             name: sql.SQL(text).format(s=s).as_bytes(None)
             for name, text in {
                 "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
-                "enqueue": f"INSERT INTO {{s}}.audit_queue ({_QUEUED}) "  # noqa: S608 - constant columns
-                "VALUES ($1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::text)",
-                "enqueue_many": f"INSERT INTO {{s}}.audit_queue ({_QUEUED}) SELECT * FROM unnest("  # noqa: S608
-                "%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], %b::text[], %b::text[])",
+                "enqueue": f"WITH d AS (INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608 - constant columns
+                "VALUES ($1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::text) "
+                "RETURNING id) INSERT INTO {s}.audit_pending SELECT id FROM d",
+                "enqueue_many": f"WITH d AS (INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608
+                "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], "
+                "%b::text[], %b::text[]) RETURNING id) INSERT INTO {s}.audit_pending SELECT id FROM d",
                 "sequence": "SELECT {s}.audit_sequence(%s, %s)",
-                "pending": "SELECT count(*) FROM {s}.audit_queue",
-                "head": "SELECT seq, hash FROM {s}.audit_records ORDER BY seq DESC LIMIT 1",
+                "pending": "SELECT count(*) FROM {s}.audit_pending",
+                "head": _HEAD.replace(" INTO h_seq, h_hash", ""),
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
                 "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
@@ -517,7 +572,7 @@ def _columns(batch: Sequence[tuple[RecordDraft, float]]) -> list[list[Any]]:
 
 def _check(result: pq.abc.PGresult) -> None:
     """A libpq result that is not a success, as the psycopg error a driver call would raise."""
-    if result.status != pq.ExecStatus.COMMAND_OK:
+    if result.status != _COMMAND_OK:
         message = result.error_message.decode("utf-8", "replace").strip()
         raise psycopg.OperationalError(message or f"libpq status {pq.ExecStatus(result.status).name}")
 
@@ -593,7 +648,7 @@ class _Session:
                 conn = self.conn
                 # pgconn.status (BAD once closed): a raw libpq call (the enqueue path) leaves
                 # psycopg's ``broken`` unset.
-                if conn is None or conn.broken or conn.pgconn.status != pq.ConnStatus.OK:
+                if conn is None or conn.broken or conn.pgconn.status != _CONNECTED:
                     conn = self.conn = self._connect()
                 return work(conn)
             except psycopg.Error as exc:
