@@ -453,5 +453,5 @@ def test_audit_postgres_sealing_probes_only_queued_drafts(
             ).format(s=ident)
         ).fetchall()
     assert sorted(name for name, _ in settings) == ["enable_hashjoin", "enable_mergejoin"]
-    text = "\n".join(line for line, in plan)
+    text = "\n".join(line for (line,) in plan)
     assert "Nested Loop" in text and "Merge Join" not in text and "Hash Join" not in text, text
