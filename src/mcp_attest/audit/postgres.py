@@ -96,7 +96,7 @@ _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # The chain's head: the newest seal, or the newest record sealed before schema 5.
 _HEAD = (
-    "SELECT h.seq, h.hash INTO h_seq, h_hash FROM (SELECT seq, hash FROM {s}.audit_seals "
+    "SELECT h.seq, h.hash FROM (SELECT seq, hash FROM {s}.audit_seals "
     "UNION ALL SELECT seq, hash FROM {s}.audit_records_v4) h ORDER BY h.seq DESC LIMIT 1"
 )
 # Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
@@ -118,7 +118,7 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
         BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
             PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
-            HEAD;
+            HEAD INTO h_seq, h_hash;
             IF NOT FOUND THEN
                 h_seq := 0;
                 h_hash := repeat('0', 64);
@@ -164,7 +164,7 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             ELSIF NOT pg_try_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}')) THEN
                 RETURN NULL;
             END IF;
-            HEAD;
+            HEAD INTO h_seq, h_hash;
             IF NOT FOUND THEN
                 h_seq := 0;
                 h_hash := repeat('0', 64);
@@ -309,7 +309,7 @@ class PostgresAuditBackend:
                 "%b::text[], %b::text[]) RETURNING id) INSERT INTO {s}.audit_pending SELECT id FROM d",
                 "sequence": "SELECT {s}.audit_sequence(%s, %s)",
                 "pending": "SELECT count(*) FROM {s}.audit_pending",
-                "head": _HEAD.replace(" INTO h_seq, h_hash", ""),
+                "head": _HEAD,
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
                 "rows": f"SELECT {COLUMNS} FROM {{s}}.audit_records",  # noqa: S608 - constant columns
