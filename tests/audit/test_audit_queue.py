@@ -365,7 +365,7 @@ def test_audit_postgres_schema_v4_log_with_queued_drafts_migrates_to_write_once(
     them, and new records continue the same chain.
     """
     from mcp_attest.audit.postgres import _MIGRATIONS  # noqa: PLC0415 - builds a v4 schema by hand
-    from mcp_attest.audit.record import GENESIS_HASH  # noqa: PLC0415
+    from mcp_attest.audit.record import COLUMNS, GENESIS_HASH  # noqa: PLC0415
 
     ident = psycopg.sql.Identifier(pg_schema)
     with psycopg.connect(pg_url, autocommit=True) as conn:
@@ -384,10 +384,10 @@ def test_audit_postgres_schema_v4_log_with_queued_drafts_migrates_to_write_once(
             )
             row = draft.seal(seq, prev, 1e9 + seq)
             conn.execute(
-                psycopg.sql.SQL("INSERT INTO {s}.audit_records VALUES (%s, %s, %s, %s, %s, %s, %s)").format(
-                    s=ident
-                ),
-                (row.seq, row.hash, row.ts, row.sub, row.tool, row.reason, row.body.decode()),
+                psycopg.sql.SQL(
+                    f"INSERT INTO {{s}}.audit_records ({COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                ).format(s=ident),
+                row.db_values(),
             )
             prev = row.hash
         for n in range(3):
