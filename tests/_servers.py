@@ -210,7 +210,9 @@ def sqlite_chain(path: Path) -> Chain:
 
 
 # The insider's editing tool for PostgreSQL. Since schema 5, audit_records is a
-# view over each body's draft and its seal; an insider edits those tables, and
+# view over each body's draft and its seal; an insider edits those tables (a
+# draft with a negative id, as an inline append writes it, so no sequencer
+# takes it for a queued one), and
 # these triggers let the tests write "UPDATE records ..." on either backend. A
 # row goes back as a draft and a seal when its body splits exactly around its
 # chain members at its seq, and otherwise (garbage, a body moved to another
@@ -239,8 +241,10 @@ BEGIN
     tail := substr(NEW.body, p + 124 + length(NEW.seq::text));
     IF p > 0 AND head || '"prevHash":"' || prev || '","recordedAt":"' || rec || '","seq":' || NEW.seq || tail
             = NEW.body THEN
-        INSERT INTO {s}.audit_drafts (prefix, recorded_at, suffix, ts, sub, tool, reason)
-            VALUES (head, rec, tail, NEW.ts, NEW.sub, NEW.tool, NEW.reason) RETURNING id INTO d_id;
+        INSERT INTO {s}.audit_drafts (id, prefix, recorded_at, suffix, ts, sub, tool, reason)
+            VALUES (-nextval('{s}.audit_inline_id_seq'), head, rec, tail, NEW.ts, NEW.sub, NEW.tool,
+            NEW.reason)
+            RETURNING id INTO d_id;
         INSERT INTO {s}.audit_seals VALUES (NEW.seq, d_id, prev, NEW.hash);
     ELSE
         INSERT INTO {s}.audit_records_v4 (seq, hash, body, ts, sub, tool, reason)

@@ -600,7 +600,7 @@ def test_audit_postgres_schema_v1_log_migrates_and_continues(
             "WHERE n.nspname = %s AND p.proname = 'audit_append_many'",
             (pg_schema,),
         ).fetchone()
-    assert version == (SCHEMA_VERSION,) == (5,)
+    assert version == (SCHEMA_VERSION,) == (6,)
     assert source is not None and "pg_logical_emit_message" in source[0]
 
 

@@ -44,6 +44,12 @@ def _count(pg_url: str, schema: str, table: str) -> int:
         return int(row[0])
 
 
+def _unsealed(pg_url: str, schema: str) -> int:
+    """Drafts no seal points at: counted from the tables, not by the backend under test."""
+    sealed = f'SELECT 1 FROM "{schema}".audit_seals s WHERE s.draft = d.id'
+    return _count(pg_url, schema, f"audit_drafts d WHERE NOT EXISTS ({sealed})")
+
+
 def _submit(log: AuditLog, decisions: Decisions, count: int) -> list[str]:
     ids = []
     for i in range(count):
@@ -68,7 +74,7 @@ def test_audit_postgres_submit_is_durable_before_it_is_sealed(
 ) -> None:
     log = _log(pg_url, pg_schema)
     ids = _submit(log, decisions, 5)
-    assert _count(pg_url, pg_schema, "audit_pending") == 5
+    assert _unsealed(pg_url, pg_schema) == 5
     assert _count(pg_url, pg_schema, "audit_records") == 0
     report = log.verify(decisions.keyring)
     assert report.accepted and report.records == 0
@@ -77,7 +83,7 @@ def test_audit_postgres_submit_is_durable_before_it_is_sealed(
     assert isinstance(backend, PostgresAuditBackend)
     assert backend.pending() == 5
     assert backend.sequence() == 5
-    assert backend.pending() == 0 and _count(pg_url, pg_schema, "audit_pending") == 0
+    assert backend.pending() == 0 and _unsealed(pg_url, pg_schema) == 0
     report = log.verify(decisions.keyring)
     assert report.accepted and report.records == 5 and report.envelopes_verified == 5
     assert not [w for w in report.warnings if "queued" in w]
@@ -94,7 +100,7 @@ def test_audit_postgres_sequencer_seals_within_its_interval(
     while _count(pg_url, pg_schema, "audit_records") < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert _count(pg_url, pg_schema, "audit_records") == 3
-    assert _count(pg_url, pg_schema, "audit_pending") == 0
+    assert _unsealed(pg_url, pg_schema) == 0
     log.close()
 
 
@@ -104,7 +110,7 @@ def test_audit_postgres_close_seals_what_this_writer_queued(
     with _log(pg_url, pg_schema) as log:
         _submit(log, decisions, 4)
     assert _count(pg_url, pg_schema, "audit_records") == 4
-    assert _count(pg_url, pg_schema, "audit_pending") == 0
+    assert _unsealed(pg_url, pg_schema) == 0
 
 
 def test_audit_postgres_log_close_seals_once_and_a_bare_backend_close_still_seals(
@@ -129,7 +135,7 @@ def test_audit_postgres_log_close_seals_once_and_a_bare_backend_close_still_seal
     bare = PostgresAuditBackend(pg_url, schema=pg_schema, sequence_interval=3600)
     bare.enqueue(_draft("agent-7", "search", None), time.time())
     bare.close()  # no AuditLog in front: the backend's own close seals what it queued
-    assert (_count(pg_url, pg_schema, "audit_records"), _count(pg_url, pg_schema, "audit_pending")) == (4, 0)
+    assert (_count(pg_url, pg_schema, "audit_records"), _unsealed(pg_url, pg_schema)) == (4, 0)
 
 
 def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
@@ -138,11 +144,11 @@ def test_audit_postgres_writer_opening_seals_what_a_dead_writer_queued(
     dead = _log(pg_url, pg_schema)
     ids = _submit(dead, decisions, 6)
     _abandon(dead)
-    assert _count(pg_url, pg_schema, "audit_pending") == 6
+    assert _unsealed(pg_url, pg_schema) == 6
     reader = PostgresAuditBackend(pg_url, schema=pg_schema, create=False)
     assert reader.pending() == 6  # readers never write: the records stay queued
     reader.close()
-    assert _count(pg_url, pg_schema, "audit_pending") == 6
+    assert _unsealed(pg_url, pg_schema) == 6
     with _log(pg_url, pg_schema) as log:
         assert [r.facts["attestationId"] for r in log.records()] == ids
         assert log.verify(decisions.keyring).accepted
@@ -292,7 +298,7 @@ def test_audit_postgres_close_with_the_database_gone_leaves_records_queued(
         log.close()
     assert any("not sealed at close" in r.getMessage() for r in caplog.records)
     assert not any("left queued at close" in r.getMessage() for r in caplog.records)  # said once, not twice
-    assert _count(pg_url, pg_schema, "audit_pending") == 2
+    assert _unsealed(pg_url, pg_schema) == 2
     with _log(pg_url, pg_schema) as again:
         assert [r.facts["attestationId"] for r in again.records()] == ids
 
@@ -419,39 +425,3 @@ def test_audit_postgres_schema_v4_log_with_queued_drafts_migrates_to_write_once(
         report = log.verify(decisions.keyring)
         assert report.accepted and report.records == 7, report.broken
         assert [r.facts["attestationId"] is not None for r in log.records()] == [True] * 7
-
-
-def test_audit_postgres_sealing_probes_only_queued_drafts(
-    pg_url: str, pg_schema: str, decisions: Decisions
-) -> None:
-    """Regression: sealing merge-joined the queue with every draft ever written (slower as the log grew).
-
-    The sealing function turns merge and hash joins off; under those
-    settings its query walks the queue and probes each draft by id.
-    """
-    with _log(pg_url, pg_schema) as log:
-        _submit(log, decisions, 30)
-        assert isinstance(log.backend, PostgresAuditBackend)
-        log.backend.sequence()
-        _submit(log, decisions, 2)
-    ident = psycopg.sql.Identifier(pg_schema)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(psycopg.sql.SQL("ANALYZE {s}.audit_drafts").format(s=ident))
-        found = conn.execute(
-            "SELECT proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
-            "WHERE n.nspname = %s AND p.proname = 'audit_sequence'",
-            (pg_schema,),
-        ).fetchone()
-        assert found is not None
-        settings = [item.split("=") for item in found[0]]
-        for name, value in settings:
-            conn.execute(psycopg.sql.SQL("SET {} = {}").format(psycopg.sql.Identifier(name), value))
-        plan = conn.execute(
-            psycopg.sql.SQL(
-                "EXPLAIN SELECT d.id FROM {s}.audit_pending p JOIN {s}.audit_drafts d ON d.id = p.id "
-                "ORDER BY p.id LIMIT 5000"
-            ).format(s=ident)
-        ).fetchall()
-    assert sorted(name for name, _ in settings) == ["enable_hashjoin", "enable_mergejoin"]
-    text = "\n".join(line for (line,) in plan)
-    assert "Nested Loop" in text and "Merge Join" not in text and "Hash Join" not in text, text

@@ -99,7 +99,9 @@ _HEAD = (
     "SELECT h.seq, h.hash FROM (SELECT seq, hash FROM {s}.audit_seals "
     "UNION ALL SELECT seq, hash FROM {s}.audit_records_v4) h ORDER BY h.seq DESC LIMIT 1"
 )
-# Seals drafts exactly as RecordDraft.seal does (see chain_members). The lock
+# Seals drafts exactly as RecordDraft.seal does (see chain_members); their
+# ids are negative (schema 6), outside the range queued drafts are sealed
+# from, so no sequencer seals them a second time. The lock
 # is held without waiting for a WAL flush; the second commit makes the batch
 # durable. It must write WAL of its own: PostgreSQL commits a transaction that
 # wrote none (an xid alone) without flushing.
@@ -133,32 +135,69 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
                     || '","seq":' || h_seq || p_suffix[i];
                 h_hash := encode(sha256(convert_to(body, 'UTF8')), 'hex');
                 hashes := hashes || h_hash;
-                INSERT INTO {s}.audit_drafts (prefix, recorded_at, suffix, ts, sub, tool, reason)
-                    VALUES (p_prefix[i], p_recorded_at[i], p_suffix[i], p_ts[i], p_sub[i], p_tool[i],
-                    p_reason[i]) RETURNING id INTO d_id;
+                INSERT INTO {s}.audit_drafts (id, prefix, recorded_at, suffix, ts, sub, tool, reason)
+                    VALUES (-nextval('{s}.audit_inline_id_seq'), p_prefix[i], p_recorded_at[i], p_suffix[i],
+                    p_ts[i], p_sub[i], p_tool[i], p_reason[i]) RETURNING id INTO d_id;
                 INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash) VALUES (h_seq, d_id, prev, h_hash);
             END LOOP;
             COMMIT;
             PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
         END
         $fn$""".replace("HEAD", _HEAD)
-# Seals up to p_max pending drafts, oldest first, and drops them from
-# audit_pending in the same transaction: a draft is sealed exactly once or
-# stays pending. Without p_wait a sealer already at work (another process's
-# sequencer, an inline append) is left to it: NULL, try again later.
-# Returns the head seq before and after.
-# The drafts are found through audit_pending, a probe per draft: the planner,
-# left to itself, merge-joins from the first draft ever written.
+# Seals up to p_max drafts, in id order, that were not sealed yet. Without
+# p_wait a sealer already at work (another process's sequencer, an inline
+# append) is left to it: NULL, try again later. Returns the head seq before
+# and after, and how many draft ids are left for a next call.
+#
+# Which drafts are new (schema 6), without writers touching anything but
+# their own INSERT: audit_sealer.next_id says every draft below it is sealed
+# or listed in audit_gaps, and a round takes the ids from next_id up to the
+# sequence's last value. A draft whose INSERT has not committed yet is
+# invisible, so its id becomes a gap, kept with a horizon: this round's own
+# transaction id, assigned after the sequence was read. A draft's id default
+# takes its transaction's id before nextval (see _DRAFT_ID), so every id
+# at or below the value read belongs to a transaction that started before
+# the horizon. Once the oldest transaction still running is at or past the
+# horizon (the snapshot's xmin), those writers have all finished: their gap
+# drafts are visible now and sealed, and what is still missing never will be
+# (a rolled-back INSERT, ids the sequence skipped) and is dropped. This needs
+# a new snapshot per statement (READ COMMITTED), nextval in time order
+# (CACHE 1, no cycle), and a transaction of its own: checked, and refused
+# loudly, since a wrong horizon would lose records silently.
 _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wait boolean)
-        RETURNS bigint[] LANGUAGE plpgsql SET enable_mergejoin = off SET enable_hashjoin = off AS $fn$
+        RETURNS bigint[] LANGUAGE plpgsql AS $fn$
         DECLARE
             h_seq bigint;
             h_hash text;
             prev text;
             before bigint;
-            ids bigint[] := '{{}}';
+            n bigint;
+            last bigint;
+            m bigint;
+            horizon xid8;
+            xmin xid8;
+            lo bigint[];
+            hi bigint[];
+            hz xid8[];
+            expect bigint;
+            gap_lo bigint[] := '{{}}';
+            gap_hi bigint[] := '{{}}';
+            gap_hz xid8[] := '{{}}';
             q record;
         BEGIN
+            IF current_setting('transaction_isolation') <> 'read committed' THEN
+                RAISE EXCEPTION 'mcp-attest audit sealing needs READ COMMITTED, not %',
+                    current_setting('transaction_isolation');
+            END IF;
+            IF pg_current_xact_id_if_assigned() IS NOT NULL THEN
+                RAISE EXCEPTION 'mcp-attest audit sealing must run in a transaction of its own';
+            END IF;
+            PERFORM 1 FROM pg_sequence WHERE seqrelid = '{s}.audit_drafts_id_seq'::regclass
+                AND seqcache = 1 AND seqincrement > 0 AND NOT seqcycle;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'mcp-attest audit sealing needs {s}.audit_drafts_id_seq with CACHE 1, '
+                    'a positive INCREMENT and NO CYCLE';
+            END IF;
             IF p_wait THEN
                 PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
             ELSIF NOT pg_try_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}')) THEN
@@ -170,17 +209,53 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
                 h_hash := repeat('0', 64);
             END IF;
             before := h_seq;
-            FOR q IN SELECT d.id, d.prefix, d.recorded_at, d.suffix FROM {s}.audit_pending p
-                    JOIN {s}.audit_drafts d ON d.id = p.id ORDER BY p.id LIMIT p_max LOOP
-                h_seq := h_seq + 1;
-                prev := h_hash;
-                h_hash := encode(sha256(convert_to(q.prefix || '"prevHash":"' || prev || '","recordedAt":"'
-                    || q.recorded_at || '","seq":' || h_seq || q.suffix, 'UTF8')), 'hex');
-                INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash) VALUES (h_seq, q.id, prev, h_hash);
-                ids := ids || q.id;
+            SELECT next_id INTO n FROM {s}.audit_sealer;
+            SELECT coalesce(pg_sequence_last_value('{s}.audit_drafts_id_seq'::regclass), 0) INTO last;
+            SELECT pg_current_xact_id() INTO horizon;
+            SELECT pg_snapshot_xmin(pg_current_snapshot()) INTO xmin;
+            m := least(last, n + p_max - 1);
+            SELECT coalesce(array_agg(g.lo ORDER BY g.lo), '{{}}'),
+                coalesce(array_agg(g.hi ORDER BY g.lo), '{{}}'),
+                coalesce(array_agg(g.horizon ORDER BY g.lo), '{{}}')
+                INTO lo, hi, hz FROM {s}.audit_gaps g;
+            IF cardinality(lo) > 0 THEN
+                DELETE FROM {s}.audit_gaps;
+            END IF;
+            IF n <= m THEN
+                lo := lo || n;
+                hi := hi || m;
+                hz := hz || horizon;
+            END IF;
+            FOR k IN 1 .. cardinality(lo) LOOP
+                expect := lo[k];
+                FOR q IN SELECT d.id, d.prefix, d.recorded_at, d.suffix FROM {s}.audit_drafts d
+                        WHERE d.id BETWEEN lo[k] AND hi[k] ORDER BY d.id LOOP
+                    IF q.id > expect THEN
+                        gap_lo := gap_lo || expect;
+                        gap_hi := gap_hi || (q.id - 1);
+                        gap_hz := gap_hz || hz[k];
+                    END IF;
+                    expect := q.id + 1;
+                    h_seq := h_seq + 1;
+                    prev := h_hash;
+                    h_hash := encode(sha256(convert_to(q.prefix || '"prevHash":"' || prev
+                        || '","recordedAt":"' || q.recorded_at || '","seq":' || h_seq || q.suffix,
+                        'UTF8')), 'hex');
+                    INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash)
+                        VALUES (h_seq, q.id, prev, h_hash);
+                END LOOP;
+                IF expect <= hi[k] THEN
+                    gap_lo := gap_lo || expect;
+                    gap_hi := gap_hi || hi[k];
+                    gap_hz := gap_hz || hz[k];
+                END IF;
             END LOOP;
-            DELETE FROM {s}.audit_pending WHERE id = ANY(ids);
-            RETURN ARRAY[before, h_seq];
+            INSERT INTO {s}.audit_gaps (lo, hi, horizon)
+                SELECT g.lo, g.hi, g.hz FROM unnest(gap_lo, gap_hi, gap_hz) g(lo, hi, hz) WHERE g.hz > xmin;
+            IF n <= m THEN
+                UPDATE {s}.audit_sealer SET next_id = m + 1;
+            END IF;
+            RETURN ARRAY[before, h_seq, last - m];
         END
         $fn$""".replace("HEAD", _HEAD)
 # Schema 5 stores each body once: the draft a writer queued stays in
@@ -188,6 +263,13 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
 # prevHash, hash). Records sealed in full before schema 5 stay in
 # audit_records_v4; the audit_records view reads both as one chain, the
 # body spliced exactly as sealing spliced it.
+# A queued draft's id: its transaction's id is taken first (CASE evaluates
+# its condition before its result), so a sealer that reads the sequence and
+# then takes a transaction id knows every writer holding an id it read
+# started before that transaction id (see _SEQUENCE).
+_DRAFT_ID = (
+    "(CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('{s}.audit_drafts_id_seq'::regclass) END)"
+)
 _RECORDS_VIEW = """CREATE VIEW {s}.audit_records AS
         SELECT seq, hash, body, ts, sub, tool, reason FROM {s}.audit_records_v4
         UNION ALL
@@ -255,6 +337,25 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
         _APPEND_MANY,
         _SEQUENCE,
     ),
+    # Version 6: writers INSERT their draft and nothing else; sealing finds new
+    # drafts by id (see _SEQUENCE). A version 5 writer still running fails on
+    # the dropped audit_pending instead of queueing a draft no one would seal.
+    (
+        "SELECT pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'))",
+        "LOCK TABLE {s}.audit_pending IN ACCESS EXCLUSIVE MODE",
+        "CREATE TABLE {s}.audit_sealer (next_id bigint NOT NULL)",
+        "INSERT INTO {s}.audit_sealer "
+        "SELECT coalesce(pg_sequence_last_value('{s}.audit_drafts_id_seq'::regclass), 0) + 1",
+        "CREATE TABLE {s}.audit_gaps (lo bigint NOT NULL, hi bigint NOT NULL, horizon xid8 NOT NULL)",
+        # Drafts still queued become gaps that are due at once (runs of ids, not one row each).
+        "INSERT INTO {s}.audit_gaps SELECT min(id), max(id), pg_snapshot_xmin(pg_current_snapshot()) "
+        "FROM (SELECT id, id - row_number() OVER (ORDER BY id) AS run FROM {s}.audit_pending) p GROUP BY run",
+        "DROP TABLE {s}.audit_pending",
+        "CREATE SEQUENCE {s}.audit_inline_id_seq",
+        f"ALTER TABLE {{s}}.audit_drafts ALTER COLUMN id SET DEFAULT {_DRAFT_ID}",
+        _APPEND_MANY,
+        _SEQUENCE,
+    ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -301,14 +402,15 @@ class PostgresAuditBackend:
             name: sql.SQL(text).format(s=s).as_bytes(None)
             for name, text in {
                 "append": "CALL {s}.audit_append_many(%b, %b, %b, %b, %b, %b, %b)",
-                "enqueue": f"WITH d AS (INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608 - constant columns
-                "VALUES ($1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::text) "
-                "RETURNING id) INSERT INTO {s}.audit_pending SELECT id FROM d",
-                "enqueue_many": f"WITH d AS (INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608
+                "enqueue": f"INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608 - constant columns
+                "VALUES ($1::text, $2::text, $3::text, $4::float8, $5::text, $6::text, $7::text)",
+                "enqueue_many": f"INSERT INTO {{s}}.audit_drafts ({_QUEUED}) "  # noqa: S608
                 "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::float8[], %b::text[], "
-                "%b::text[], %b::text[]) RETURNING id) INSERT INTO {s}.audit_pending SELECT id FROM d",
+                "%b::text[], %b::text[])",
                 "sequence": "SELECT {s}.audit_sequence(%s, %s)",
-                "pending": "SELECT count(*) FROM {s}.audit_pending",
+                "pending": "SELECT (SELECT count(*) FROM {s}.audit_drafts WHERE id >= (SELECT next_id FROM "
+                "{s}.audit_sealer)) + (SELECT count(*) FROM {s}.audit_gaps g JOIN {s}.audit_drafts d "
+                "ON d.id BETWEEN g.lo AND g.hi)",
                 "head": _HEAD,
                 "add_checkpoint": "INSERT INTO {s}.audit_checkpoints VALUES (%s, %s) ON CONFLICT DO NOTHING",
                 "checkpoints": "SELECT seq, body FROM {s}.audit_checkpoints ORDER BY seq",
@@ -496,11 +598,11 @@ class PostgresAuditBackend:
             found = self._sequencer.run(self._q["sequence"], (_SEQUENCE_BATCH, wait))
             if found is None:
                 return sealed
-            before, after = int(found[0]), int(found[1])
+            before, after, left = (int(value) for value in found)
             sealed += after - before
             if after > before and self.on_sequenced is not None:
                 self.on_sequenced(before, after)
-            if after - before < _SEQUENCE_BATCH:
+            if left <= 0:
                 return sealed
 
     def pending(self) -> int:
