@@ -210,10 +210,12 @@ def test_audit_postgres_sealing_reads_only_the_new_ids(
         assert source is not None
         found = re.search(r"FOR q IN (SELECT .*?) LOOP", str(source[0]), re.S)
         assert found is not None
-        query = found.group(1).replace("lo[k]", "$1").replace("hi[k]", "$2")
+        query = found.group(1).replace("lo[k]", "$1").replace("hi[k]", "$2").replace("cap[k]", "$3")
         conn.execute("SET plan_cache_mode = force_generic_plan")
-        conn.execute("PREPARE round_query(bigint, bigint) AS " + query)
-        plan = "\n".join(line for (line,) in conn.execute("EXPLAIN EXECUTE round_query(1, 100)").fetchall())
+        conn.execute("PREPARE round_query(bigint, bigint, integer) AS " + query)
+        plan = "\n".join(
+            line for (line,) in conn.execute("EXPLAIN EXECUTE round_query(1, 100, 5000)").fetchall()
+        )
     assert "Index Scan using audit_drafts_pkey" in plan and "Seq Scan" not in plan, plan
 
 
@@ -345,3 +347,27 @@ def test_audit_postgres_a_queued_draft_takes_its_transaction_id_before_its_draft
         )
         backend._enqueue_many([(draft, 1e9), (draft, 1e9)])  # the batch's path (unnest)
         assert backend.sequence() == 5
+
+
+def test_audit_postgres_sealing_takes_big_backlogs_in_batches_and_a_sequence_jump_in_one_round(
+    pg_url: str,
+    pg_schema: str,
+    backend: PostgresAuditBackend,
+    writer: Callable[[], _Writer],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rounds stop at p_max drafts and the next goes on; an id span with nothing in it costs nothing."""
+    import mcp_attest.audit.postgres as postgres  # noqa: PLC0415 - the batch size under test
+
+    monkeypatch.setattr(postgres, "_SEQUENCE_BATCH", 2)
+    one = writer()
+    drafts = [one.insert(f"backlog {i}") for i in range(5)]
+    one.conn.commit()
+    assert backend.sequence() == 5  # three rounds of at most two
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("SELECT setval(%s::regclass, 1000000000000)", (f'"{pg_schema}".audit_drafts_id_seq',))
+    far = one.insert("after the jump")
+    one.conn.commit()
+    assert backend.sequence() == 1  # one round, not 10**12 / 2 of them
+    assert _gaps(pg_url, pg_schema) == []  # no writer was in flight: the unused ids are given up at once
+    assert _sealed_drafts(pg_url, pg_schema) == [*drafts, far]

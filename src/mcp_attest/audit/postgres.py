@@ -144,10 +144,13 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
         END
         $fn$""".replace("HEAD", _HEAD)
-# Seals up to p_max drafts, in id order, that were not sealed yet. Without
+# Seals the drafts not sealed yet, in id order: up to p_max new ones, and
+# every one that turned up in a gap (a writer's few drafts). Without
 # p_wait a sealer already at work (another process's sequencer, an inline
 # append) is left to it: NULL, try again later. Returns the head seq before
-# and after, and how many draft ids are left for a next call.
+# and after, and how many draft ids are left for a next call. Ids are
+# counted by the drafts found, not by their span, so a sequence that jumped
+# ahead costs one gap row, not rounds.
 #
 # Which drafts are new (schema 6), without writers touching anything but
 # their own INSERT: audit_sealer.next_id says every draft below it is sealed
@@ -179,6 +182,8 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             lo bigint[];
             hi bigint[];
             hz xid8[];
+            cap integer[];
+            taken integer;
             expect bigint;
             gap_lo bigint[] := '{{}}';
             gap_hi bigint[] := '{{}}';
@@ -213,7 +218,7 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             SELECT coalesce(pg_sequence_last_value('{s}.audit_drafts_id_seq'::regclass), 0) INTO last;
             SELECT pg_current_xact_id() INTO horizon;
             SELECT pg_snapshot_xmin(pg_current_snapshot()) INTO xmin;
-            m := least(last, n + p_max - 1);
+            m := last;
             SELECT coalesce(array_agg(g.lo ORDER BY g.lo), '{{}}'),
                 coalesce(array_agg(g.hi ORDER BY g.lo), '{{}}'),
                 coalesce(array_agg(g.horizon ORDER BY g.lo), '{{}}')
@@ -221,15 +226,20 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             IF cardinality(lo) > 0 THEN
                 DELETE FROM {s}.audit_gaps;
             END IF;
-            IF n <= m THEN
+            -- Gaps are read whole (a writer's few drafts); the new ids up to p_max drafts.
+            cap := array_fill(NULL::integer, ARRAY[cardinality(lo)]);
+            IF n <= last THEN
                 lo := lo || n;
-                hi := hi || m;
+                hi := hi || last;
                 hz := hz || horizon;
+                cap := cap || p_max;
             END IF;
             FOR k IN 1 .. cardinality(lo) LOOP
                 expect := lo[k];
+                taken := 0;
                 FOR q IN SELECT d.id, d.prefix, d.recorded_at, d.suffix FROM {s}.audit_drafts d
-                        WHERE d.id BETWEEN lo[k] AND hi[k] ORDER BY d.id LOOP
+                        WHERE d.id BETWEEN lo[k] AND hi[k] ORDER BY d.id LIMIT cap[k] LOOP
+                    taken := taken + 1;
                     IF q.id > expect THEN
                         gap_lo := gap_lo || expect;
                         gap_hi := gap_hi || (q.id - 1);
@@ -244,7 +254,9 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
                     INSERT INTO {s}.audit_seals (seq, draft, prev_hash, hash)
                         VALUES (h_seq, q.id, prev, h_hash);
                 END LOOP;
-                IF expect <= hi[k] THEN
+                IF taken = cap[k] THEN
+                    m := expect - 1;  -- cut short: the next call goes on after the last draft sealed
+                ELSIF expect <= hi[k] THEN
                     gap_lo := gap_lo || expect;
                     gap_hi := gap_hi || hi[k];
                     gap_hz := gap_hz || hz[k];
@@ -252,7 +264,7 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             END LOOP;
             INSERT INTO {s}.audit_gaps (lo, hi, horizon)
                 SELECT g.lo, g.hi, g.hz FROM unnest(gap_lo, gap_hi, gap_hz) g(lo, hi, hz) WHERE g.hz > xmin;
-            IF n <= m THEN
+            IF n <= last THEN
                 UPDATE {s}.audit_sealer SET next_id = m + 1;
             END IF;
             RETURN ARRAY[before, h_seq, last - m];
