@@ -72,7 +72,7 @@ class _Writer:
                 "INSERT INTO {s}.audit_drafts (prefix, recorded_at, suffix, ts, sub, tool, reason) "
                 "VALUES (%s, %s, %s, %s, %s, %s, NULL) RETURNING id"
             ).format(s=self.schema),
-            (draft.prefix.decode(), format_rfc3339(1e9), draft.suffix.decode(), 1e9, draft.sub, "search"),
+            _draft_values(draft),
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -82,8 +82,15 @@ class _Writer:
 
 
 def _query(pg_url: str, text: str, schema: str) -> list[tuple[object, ...]]:
+    """One statement with ``{s}`` for the schema; its rows, if it returns any."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        return conn.execute(sql.SQL(text).format(s=sql.Identifier(schema))).fetchall()
+        cur = conn.execute(sql.SQL(text).format(s=sql.Identifier(schema)))
+        return cur.fetchall() if cur.description else []
+
+
+def _draft_values(draft: RecordDraft) -> tuple[object, ...]:
+    """A draft's queued columns (prefix .. tool), as a writer INSERTs them; reason is NULL."""
+    return (draft.prefix.decode(), format_rfc3339(1e9), draft.suffix.decode(), 1e9, draft.sub, "search")
 
 
 def _sealed_drafts(pg_url: str, schema: str) -> list[int]:
@@ -282,15 +289,7 @@ def test_audit_postgres_schema_v5_log_with_queued_drafts_migrates_to_sealing_by_
                     "INSERT INTO {s}.audit_drafts (id, prefix, recorded_at, suffix, ts, sub, tool, reason) "
                     "VALUES (nextval(%s), %s, %s, %s, %s, %s, %s, NULL)"
                 ).format(s=ident),
-                (
-                    f'"{pg_schema}".audit_drafts_id_seq',
-                    draft.prefix.decode(),
-                    format_rfc3339(1e9),
-                    draft.suffix.decode(),
-                    1e9,
-                    draft.sub,
-                    "search",
-                ),
+                (f'"{pg_schema}".audit_drafts_id_seq', *_draft_values(draft)),
             )
             if draft_id in (3, 5):
                 conn.execute(
@@ -322,22 +321,19 @@ def test_audit_postgres_a_queued_draft_takes_its_transaction_id_before_its_draft
     written (which would take a transaction id anyway), so it sees whether
     the id default took one first.
     """
-    ident = sql.Identifier(pg_schema)
-    with psycopg.connect(pg_url, autocommit=True) as conn:
-        conn.execute(
-            sql.SQL(
-                "CREATE FUNCTION {s}.no_xid_yet() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-                "IF pg_current_xact_id_if_assigned() IS NULL THEN "
-                "RAISE EXCEPTION 'id drawn before xid'; END IF; "
-                "RETURN NEW; END $$"
-            ).format(s=ident)
-        )
-        conn.execute(
-            sql.SQL(
-                "CREATE TRIGGER no_xid_yet BEFORE INSERT ON {s}.audit_drafts "
-                "FOR EACH ROW EXECUTE FUNCTION {s}.no_xid_yet()"
-            ).format(s=ident)
-        )
+    _query(
+        pg_url,
+        "CREATE FUNCTION {s}.no_xid_yet() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF pg_current_xact_id_if_assigned() IS NULL THEN RAISE EXCEPTION 'id drawn before xid'; END IF; "
+        "RETURN NEW; END $$",
+        pg_schema,
+    )
+    _query(
+        pg_url,
+        "CREATE TRIGGER no_xid_yet BEFORE INSERT ON {s}.audit_drafts "
+        "FOR EACH ROW EXECUTE FUNCTION {s}.no_xid_yet()",
+        pg_schema,
+    )
     with AuditLog(backend) as log:
         for label in ("lone", "batch", "batch"):
             verdict, wire = decisions.accepted(q=label)
