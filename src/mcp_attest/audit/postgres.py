@@ -99,6 +99,9 @@ _FLOAT8 = struct.Struct("!d")
 _CONNECTED = pq.ConnStatus.OK  # enum members looked up once: each lookup is a Python-level descriptor call
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# The chain's lock: every sealer (inline append, sequencer, the schema 6
+# migration) takes it by this one key.
+_CHAIN_LOCK = "hashtext('mcp-attest-audit-head:{s}')"
 # The chain's head: the newest seal, or the newest record sealed before schema 5.
 _HEAD = (
     "SELECT h.seq, h.hash FROM (SELECT seq, hash FROM {s}.audit_seals "
@@ -124,7 +127,7 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             d_id bigint;
         BEGIN
             PERFORM set_config('synchronous_commit', 'off', true);
-            PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
+            PERFORM pg_advisory_xact_lock(CHAIN_LOCK);
             HEAD INTO h_seq, h_hash;
             IF NOT FOUND THEN
                 h_seq := 0;
@@ -148,14 +151,14 @@ _APPEND_MANY = """CREATE OR REPLACE PROCEDURE {s}.audit_append_many(
             COMMIT;
             PERFORM pg_logical_emit_message(true, 'mcp-attest-durable', '');
         END
-        $fn$""".replace("HEAD", _HEAD)
+        $fn$""".replace("HEAD", _HEAD).replace("CHAIN_LOCK", _CHAIN_LOCK)
 # Seals the drafts not sealed yet, in id order: up to p_max new ones, and
 # every one that turned up in a gap (a writer's few drafts). Without
 # p_wait a sealer already at work (another process's sequencer, an inline
 # append) is left to it: NULL, try again later. Returns the head seq before
 # and after, and how many draft ids are left for a next call. Ids are
 # counted by the drafts found, not by their span, so a sequence that jumped
-# ahead costs one gap row, not rounds.
+# ahead costs one round, not one per p_max ids.
 #
 # Which drafts are new (schema 6), without writers touching anything but
 # their own INSERT: audit_sealer.next_id says every draft below it is sealed
@@ -213,8 +216,8 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
                     'a positive INCREMENT and NO CYCLE';
             END IF;
             IF p_wait THEN
-                PERFORM pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'));
-            ELSIF NOT pg_try_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}')) THEN
+                PERFORM pg_advisory_xact_lock(CHAIN_LOCK);
+            ELSIF NOT pg_try_advisory_xact_lock(CHAIN_LOCK) THEN
                 RETURN NULL;
             END IF;
             HEAD INTO h_seq, h_hash;
@@ -283,12 +286,7 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
             END IF;
             RETURN ARRAY[before, h_seq, last - m];
         END
-        $fn$""".replace("HEAD", _HEAD)
-# Schema 5 stores each body once: the draft a writer queued stays in
-# audit_drafts, and sealing adds a small audit_seals row (seq, the draft,
-# prevHash, hash). Records sealed in full before schema 5 stay in
-# audit_records_v4; the audit_records view reads both as one chain, the
-# body spliced exactly as sealing spliced it.
+        $fn$""".replace("HEAD", _HEAD).replace("CHAIN_LOCK", _CHAIN_LOCK)
 # A queued draft's id: its transaction's id is taken first (CASE evaluates
 # its condition before its result), so a sealer that reads the sequence and
 # then takes a transaction id knows every writer holding an id it read
@@ -296,6 +294,11 @@ _SEQUENCE = """CREATE OR REPLACE FUNCTION {s}.audit_sequence(p_max integer, p_wa
 _DRAFT_ID = (
     "(CASE WHEN pg_current_xact_id() IS NOT NULL THEN nextval('{s}.audit_drafts_id_seq'::regclass) END)"
 )
+# Schema 5 stores each body once: the draft a writer queued stays in
+# audit_drafts, and sealing adds a small audit_seals row (seq, the draft,
+# prevHash, hash). Records sealed in full before schema 5 stay in
+# audit_records_v4; the audit_records view reads both as one chain, the
+# body spliced exactly as sealing spliced it.
 _RECORDS_VIEW = """CREATE VIEW {s}.audit_records AS
         SELECT seq, hash, body, ts, sub, tool, reason FROM {s}.audit_records_v4
         UNION ALL
@@ -367,7 +370,7 @@ _MIGRATIONS: Sequence[Sequence[str]] = (
     # drafts by id (see _SEQUENCE). A version 5 writer still running fails on
     # the dropped audit_pending instead of queueing a draft no one would seal.
     (
-        "SELECT pg_advisory_xact_lock(hashtext('mcp-attest-audit-head:{s}'))",
+        f"SELECT pg_advisory_xact_lock({_CHAIN_LOCK})",
         "LOCK TABLE {s}.audit_pending IN ACCESS EXCLUSIVE MODE",
         "CREATE TABLE {s}.audit_sealer (next_id bigint NOT NULL)",
         "INSERT INTO {s}.audit_sealer "
