@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _servers import free_port
 from mcp_attest import Keyring, generate_key
 from mcp_attest._demo import Row, _table, run
 
@@ -38,29 +37,38 @@ def test_example_stdio(example_keys: tuple[Path, Path]) -> None:
     assert out.startswith("hello world (attestation ") and len(out.split()[-1]) == 65
 
 
+def _start_example_server(verify: Path) -> tuple[subprocess.Popen[str], int]:
+    """http_server.py on a free port, once uvicorn says it listens there.
+
+    Regression: a connect probe passed when another test's server took the
+    port between the probe and the bind, and the client then talked to that
+    server (key_unavailable). Uvicorn prints "running on" only after its own
+    bind succeeded; a server that exits instead is retried on a new port.
+    """
+    for _ in range(3):
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / "http_server.py"), str(verify), str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stderr is not None
+        for line in server.stderr:
+            if f"running on http://127.0.0.1:{port}" in line:
+                return server, port
+        server.wait(timeout=10)
+    raise AssertionError("example server did not start")
+
+
 def test_example_http(example_keys: tuple[Path, Path]) -> None:
     signing, verify = example_keys
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, str(EXAMPLES / "http_server.py"), str(verify), str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server, port = _start_example_server(verify)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "example server did not start"
-                time.sleep(0.05)
         out = _run(str(EXAMPLES / "http_client.py"), str(signing), f"http://127.0.0.1:{port}/mcp")
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        server.communicate(timeout=10)
     first, second = out.splitlines()
     assert first.startswith("hello world (attestation ")
     assert second.startswith("without attestation: (<Reason.ATTESTATION_REQUIRED")
